@@ -1,0 +1,57 @@
+# Tongban: the two commands are `make run` and `make test`; the other targets are the CI steps.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PACKAGES := -e services/kit -e services/org -e gateway
+SRC    := services/kit/src services/org/src gateway/src
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test venv lint format typecheck pytest contracts contracts-check bench clean constraints
+
+run: venv ## start NATS, every service and the gateway with demo data; Ctrl-C stops
+	$(BIN)/tongban-dev
+
+test: venv lint typecheck pytest ## lint, type check, unit + integration + contract tests
+
+$(STAMP): constraints.txt requirements-dev.txt services/kit/pyproject.toml services/org/pyproject.toml gateway/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "pip==$$(sed -n 's/^pip==//p' constraints.txt)"
+	$(BIN)/python -m pip install -q -r requirements-dev.txt $(PACKAGES)
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check services gateway tests bench
+	$(BIN)/ruff format --check services gateway tests bench
+
+format: venv
+	$(BIN)/ruff format services gateway tests bench
+	$(BIN)/ruff check --fix services gateway tests bench
+
+typecheck: venv
+	$(BIN)/mypy $(SRC)
+
+# exit code 5 means "no tests collected"; anything else non-zero fails
+pytest: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || test $$? -eq 5
+
+contracts: venv ## regenerate contracts/ from the code
+	$(BIN)/python -m tongban_kit.contracts write
+
+contracts-check: venv
+	$(BIN)/python -m tongban_kit.contracts check
+
+bench: venv ## run the benchmarks (needs PostgreSQL and NATS; see bench/README.md)
+	$(BIN)/python bench/org_bench.py
+
+constraints: venv ## re-pin every installed package
+	{ echo "# Pinned versions of every dependency (name==version only). Regenerate with: make constraints"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' ; \
+	  echo "pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)"; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""The route table: which path prefix goes to which upstream service; data, not code per route."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+#: the built-in table, used when no routes file is configured
+DEFAULT_ROUTES: list[dict[str, Any]] = [
+    {"prefix": "/api/v1/orgs", "upstream": "org"},
+]
+
+
+class RouteEntry(BaseModel):
+    """One row: requests under `prefix` go to the `upstream` service, path unchanged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefix: str = Field(description="path prefix matched at segment boundaries, e.g. /api/v1/orgs")
+    upstream: str = Field(min_length=1, description="service name, a key of the gateway's upstreams")
+    timeout: float | None = Field(None, gt=0, description="seconds to wait for the upstream")
+    public: bool = Field(False, description="reachable without credentials once authentication is enforced")
+
+    @field_validator("prefix")
+    @classmethod
+    def _normalise_prefix(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "?#") or "//" in value:
+            raise ValueError("prefix must be an absolute path without query, fragment or empty segments")
+        if _has_dot_segment(value):
+            raise ValueError("prefix must not contain '.' or '..' segments")
+        return value.rstrip("/") or "/"
+
+    def matches(self, path: str) -> bool:
+        """True when `path` is the prefix or lies below it (segment boundary) and has no dot segments."""
+        p = self.prefix
+        if p != "/" and not (path == p or (path.startswith(p) and path[len(p)] == "/")):
+            return False
+        return "/." not in path or not _has_dot_segment(path)
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(seg in (".", "..") for seg in path.split("/"))
+
+
+class RouteTable:
+    """Routes ordered longest prefix first; `match` returns the most specific one."""
+
+    def __init__(self, entries: Iterable[RouteEntry]) -> None:
+        ordered = sorted(entries, key=lambda e: len(e.prefix), reverse=True)
+        seen: set[str] = set()
+        for e in ordered:
+            if e.prefix in seen:
+                raise ValueError(f"route prefix {e.prefix} is listed twice")
+            seen.add(e.prefix)
+        self.entries: tuple[RouteEntry, ...] = tuple(ordered)
+
+    def match(self, path: str) -> RouteEntry | None:
+        """The longest-prefix route for a (decoded) request path, or None."""
+        for entry in self.entries:
+            if entry.matches(path):
+                return entry
+        return None
+
+    @property
+    def upstreams(self) -> set[str]:
+        """Names of the services the table routes to."""
+        return {e.upstream for e in self.entries}
+
+    def check_upstreams(self, known: Iterable[str]) -> None:
+        """Refuse a table naming services that have no configured base URLs."""
+        missing = self.upstreams - set(known)
+        if missing:
+            raise ValueError(f"routes name upstreams with no base URLs: {', '.join(sorted(missing))}")
+
+
+_ENTRIES = TypeAdapter(list[RouteEntry])
+
+
+def parse_routes(data: Any) -> RouteTable:
+    """Build a table from parsed YAML/JSON: a list of rows, or a mapping with a `routes` list."""
+    if isinstance(data, dict):
+        data = data.get("routes")
+    if not isinstance(data, list):
+        raise ValueError("a route table is a list of {prefix, upstream, timeout?, public?} rows")
+    return RouteTable(_ENTRIES.validate_python(data))
+
+
+def load_routes(path: str | None = None) -> RouteTable:
+    """The table from a YAML or JSON file (YAML parses both), else the built-in defaults."""
+    if not path:
+        return parse_routes(DEFAULT_ROUTES)
+    return parse_routes(yaml.safe_load(Path(path).read_text(encoding="utf-8")))

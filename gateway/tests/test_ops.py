@@ -1,0 +1,87 @@
+"""Integration tests of the gateway's own endpoints: readiness, aggregated OpenAPI, docs, metrics, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+
+from tongban_gateway.app import create_app
+from tongban_gateway.config import Settings
+from tongban_kit.problems import PROBLEM_JSON
+
+from .conftest import PREFIX, Gateway, ThreadServer
+
+
+async def test_healthz(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as c:
+        resp = await c.get("/healthz")
+    assert resp.json() == {"status": "ok"} and resp.headers["x-request-id"]
+
+
+async def test_readyz_503_while_an_upstream_is_down(gateway: Gateway, dead_url: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as c:
+        resp = await c.get("/readyz")
+    assert resp.status_code == 503 and resp.headers["content-type"] == PROBLEM_JSON
+    checks = resp.json()["checks"]
+    assert checks["org"] == "ok"
+    assert checks["ghost"].startswith("unavailable")
+    assert checks["mixed"].startswith("degraded")
+    assert dead_url.rsplit(":", 1)[1] not in resp.text
+
+
+async def test_readyz_200_when_every_upstream_is_up(
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer
+) -> None:
+    gw = start_gateway({"org": [upstream.url]})
+    async with httpx.AsyncClient(base_url=gw.url) as c:
+        resp = await c.get("/readyz")
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"status": "ok", "checks": {"org": "ok"}}
+        echoed = await c.get(PREFIX + "/echo")  # the built-in route table
+        assert echoed.json()["raw_path"] == PREFIX + "/echo"
+
+
+async def test_openapi_merges_reachable_upstreams(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as c:
+        resp = await c.get("/openapi.json")
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert doc["servers"] == [{"url": "https://gateway.example"}]
+    assert {PREFIX + "/big", PREFIX + "/upload", PREFIX + "/echo{rest}"} <= set(doc["paths"])
+    assert "/healthz" not in doc["paths"] and "/readyz" not in doc["paths"]  # not routed to the service
+    assert "HTTPValidationError" in doc["components"]["schemas"]
+    assert [t["name"] for t in doc["tags"]] == ["echo", "stream"]  # "ops" tags only unrouted paths
+    assert doc["x-unavailable"] == ["ghost"]
+
+
+async def test_docs_page_is_self_contained(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as c:
+        resp = await c.get("/docs")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    page = resp.text
+    assert "openapi.json" in page and "<script>" in page
+    assert "src=" not in page and "http://" not in page and "https://" not in page
+    assert "default-src 'none'" in resp.headers["content-security-policy"]
+
+
+async def test_metrics_label_proxied_requests_by_route(gateway: Gateway) -> None:
+    label = f'http_requests_total{{method="GET",route="{PREFIX}/*",status="200"}}'
+    async with httpx.AsyncClient(base_url=gateway.url) as c:
+        await c.get(PREFIX + "/echo/metrics")
+        for _ in range(50):  # recorded just after the last byte is sent
+            text = (await c.get("/metrics")).text
+            if label in text:
+                break
+            await asyncio.sleep(0.02)
+    assert label in text
+
+
+async def test_unexpected_errors_answer_problem_json() -> None:
+    app = create_app(Settings(upstreams={"org": ["http://127.0.0.1:9"]}))  # lifespan not run: no session
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as c:
+        resp = await c.get(PREFIX + "/units")
+    assert resp.status_code == 500 and resp.headers["content-type"] == PROBLEM_JSON
+    assert "request id" in resp.json()["detail"]

@@ -1,0 +1,61 @@
+"""Settings base shared by every service: env prefix per service, no default secrets outside dev."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_MARKERS = frozenset({"", "changethis", "change-me", "dev", "secret", "password"})
+
+Environment = Literal["dev", "test", "prod"]
+
+
+class ServiceSettings(BaseSettings):
+    """Base for a service's one Settings class; subclasses set `model_config` with their env prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="TONGBAN_", extra="ignore", env_file=None)
+
+    #: names of fields that hold secrets; refused when left at a default outside dev
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    #: the service name used for logs, NATS service name and CloudEvents source
+    service_name: ClassVar[str] = "service"
+
+    environment: Environment = "dev"
+    host: str = "127.0.0.1"
+    port: int = 8100
+    log_level: str = "INFO"
+    log_json: bool = True
+    database_url: str = "sqlite+aiosqlite:///./data/service.db"
+    database_pool_size: int = 10
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: str | None = None
+    #: prefix for every subject, stream and service name; isolates test runs sharing one NATS
+    nats_namespace: str = ""
+    #: public base URL used in links (e.g. the gateway URL)
+    public_url: str = "http://127.0.0.1:8000"
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> ServiceSettings:
+        ns = self.nats_namespace
+        if ns and not ns.replace("_", "").replace("-", "").isalnum():
+            raise ValueError("nats_namespace may hold only letters, digits, '-' and '_'")
+        if self.environment == "dev":
+            return self
+        bad: list[str] = []
+        for name in self.secret_fields:
+            value: Any = getattr(self, name)
+            if value is None or str(value).strip().lower() in DEFAULT_SECRET_MARKERS:
+                bad.append(name)
+        if bad:
+            raise ValueError(
+                f"settings {', '.join(bad)} must be set to real secrets when environment={self.environment}"
+            )
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        """True in the development environment."""
+        return self.environment == "dev"

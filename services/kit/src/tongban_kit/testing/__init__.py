@@ -1,0 +1,1 @@
+"""Test support: real NATS and PostgreSQL fixtures, event recording and schema validation."""

@@ -1,0 +1,114 @@
+"""Pytest fixtures with real dependencies (loaded through the `pytest11` entry point)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tongban_kit.natsserver import LocalNatsServer
+from tongban_kit.testing.pg import PgServer, find_pg_server
+from tongban_kit.testing.recorder import EventRecorder, load_event_schemas
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """A NATS server with JetStream: env, else testcontainers, else the wheel's nats-server."""
+    env = os.environ.get("TONGBAN_TEST_NATS_URL")
+    if env:
+        yield env
+        return
+    if _docker_available():
+        from testcontainers.nats import NatsContainer
+
+        with NatsContainer("nats:2.11-alpine").with_command("-js") as c:
+            yield c.nats_uri()
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="tongban-nats-"))
+    server = LocalNatsServer(tmp / "js").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def nats_namespace(nats_url: str, event_recorder: EventRecorder) -> str:
+    """A subject/stream namespace unique to this test run (CI shares one NATS between runs)."""
+    return event_recorder.namespace
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The PostgreSQL server tests create their databases on; skips when none is reachable."""
+    with find_pg_server() as server:
+        if server is None:
+            pytest.skip("no PostgreSQL: set TONGBAN_TEST_DATABASE_URL or run a Docker daemon")
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def pg_database_url(pg_server: PgServer) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test module (dropped afterwards); asyncpg URL."""
+    name = await pg_server.create_database()
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        await pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def event_recorder(nats_url: str, request: pytest.FixtureRequest) -> AsyncIterator[EventRecorder]:
+    """Records every event published in this run and validates each against contracts/events."""
+    import nats as nats_client
+
+    namespace = "t" + secrets.token_hex(5)
+    contracts = Path(str(request.config.rootpath)) / "contracts"
+    recorder = EventRecorder(namespace, load_event_schemas(contracts))
+    nc = await nats_client.connect(nats_url)
+    sub = await nc.subscribe(f"{namespace}.>", cb=recorder.on_message)
+    try:
+        yield recorder
+    finally:
+        await asyncio.sleep(0.2)
+        await sub.unsubscribe()
+        await _delete_namespace_streams(nc, namespace)
+        await nc.close()
+    problems = recorder.problems()
+    report = Path(str(request.config.rootpath)) / ".pytest-events.json"
+    report.write_text(json.dumps({"events": recorder.count, "problems": problems}, ensure_ascii=False, indent=1))
+    if problems:
+        pytest.fail("published events that break their contract:\n" + "\n".join(problems[:20]), pytrace=False)
+
+
+async def _delete_namespace_streams(nc: Any, namespace: str) -> None:
+    js = nc.jetstream()
+    try:
+        names = await js.streams_info()
+    except Exception:
+        return
+    for info in names:
+        if info.config.name.startswith(namespace + "_"):
+            try:
+                await js.delete_stream(info.config.name)
+            except Exception:
+                pass

@@ -1,0 +1,53 @@
+"""Settings base and trace context."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from tongban_kit.context import TraceContext, bind_from_headers, clean_request_id, current_headers
+from tongban_kit.settings import ServiceSettings
+
+
+class DemoSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TONGBAN_DEMO_", extra="ignore")
+    secret_fields: ClassVar[tuple[str, ...]] = ("signing_key",)
+    signing_key: str = "changethis"
+
+
+def test_default_secret_allowed_in_dev_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DemoSettings().signing_key == "changethis"
+    monkeypatch.setenv("TONGBAN_DEMO_ENVIRONMENT", "prod")
+    with pytest.raises(ValidationError, match="signing_key"):
+        DemoSettings()
+    monkeypatch.setenv("TONGBAN_DEMO_SIGNING_KEY", "a-real-long-random-secret")
+    assert DemoSettings().environment == "prod"
+
+
+def test_env_prefix_and_namespace_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TONGBAN_DEMO_PORT", "9123")
+    assert DemoSettings().port == 9123
+    with pytest.raises(ValidationError, match="nats_namespace"):
+        DemoSettings(nats_namespace="bad.name")
+
+
+def test_traceparent_parse_and_child() -> None:
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    tc = TraceContext.parse(tp)
+    assert tc is not None and tc.traceparent == tp
+    child = tc.child()
+    assert child.trace_id == tc.trace_id and child.span_id != tc.span_id
+    for bad in ("", "garbage", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", tp.replace("00-", "zz-", 1)):
+        assert TraceContext.parse(bad) is None
+
+
+def test_bind_from_headers_continues_trace() -> None:
+    rid, tc = bind_from_headers({"X-Request-Id": "req-1", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+    assert rid == "req-1" and tc.trace_id == "a" * 32
+    out = current_headers()
+    assert out["X-Request-Id"] == "req-1"
+    assert out["traceparent"].startswith("00-" + "a" * 32)
+    assert clean_request_id("bad id with spaces") != "bad id with spaces"

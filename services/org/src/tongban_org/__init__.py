@@ -1,0 +1,1 @@
+"""Tongban organisation service (组织体系)."""

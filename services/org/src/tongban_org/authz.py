@@ -1,0 +1,53 @@
+"""Delegated administration (分级授权): who may write where in the tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tongban_kit.problems import Problem
+from tongban_org.models import AdminGrant
+
+
+def path_ids(path: str) -> list[str]:
+    """Unit ids along a materialised path, root first (the unit itself last)."""
+    return [p for p in path.split("/") if p]
+
+
+@dataclass
+class Principal:
+    """The caller: an id and whether it administers the whole tree."""
+
+    id: str
+    bootstrap: bool = False
+    _granted: set[str] | None = field(default=None, repr=False)
+
+    async def granted_roots(self, s: AsyncSession) -> set[str]:
+        """Roots of the subtrees granted to this principal."""
+        if self._granted is None:
+            rows = await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == self.id))
+            self._granted = set(rows.all())
+        return self._granted
+
+    async def administers(self, s: AsyncSession, path: str) -> bool:
+        """True if the unit at `path` lies in a subtree this principal administers."""
+        if self.bootstrap:
+            return True
+        roots = await self.granted_roots(s)
+        return any(uid in roots for uid in path_ids(path))
+
+    async def require(self, s: AsyncSession, path: str, what: str) -> None:
+        """Refuse with 403 unless the unit at `path` is inside a granted subtree."""
+        if not await self.administers(s, path):
+            raise Problem(
+                403,
+                f"{self.id} does not administer the subtree needed to {what}",
+                type="outside-granted-subtree",
+            )
+
+    def require_bootstrap(self, what: str) -> None:
+        """Refuse unless this principal administers the whole tree."""
+        if not self.bootstrap:
+            raise Problem(403, f"only administrators of the whole tree may {what}", type="outside-granted-subtree")

@@ -1,0 +1,197 @@
+"""What the org service declares on the bus: its stream, events and RPC endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tongban_kit.app import ServiceContract
+from tongban_kit.events import EventSpec
+from tongban_kit.nats import StreamSpec
+from tongban_kit.rpc import RpcSpec
+from tongban_org.models import MembershipPublic, UnitPublic
+
+VERSION = "0.1.0"
+
+
+class UnitCreated(BaseModel):
+    """Payload of org.unit.created.v1."""
+
+    unit: UnitPublic
+    actor: str | None = None
+
+
+class UnitUpdated(BaseModel):
+    """Payload of org.unit.updated.v1."""
+
+    unit: UnitPublic
+    changed: list[str] = Field(description="names of the fields that changed")
+    actor: str | None = None
+
+
+class UnitMoved(BaseModel):
+    """Payload of org.unit.moved.v1."""
+
+    unit: UnitPublic
+    from_parent_id: str | None
+    to_parent_id: str
+    descendants_moved: int
+    actor: str | None = None
+
+
+class UnitDissolved(BaseModel):
+    """Payload of org.unit.dissolved.v1 (one event per dissolved unit)."""
+
+    unit_id: str
+    name: str
+    parent_id: str | None
+    reason: str | None = None
+    cascade_root_id: str | None = Field(None, description="the unit whose cascading dissolution included this one")
+    actor: str | None = None
+
+
+class MembershipAdded(BaseModel):
+    """Payload of org.membership.added.v1."""
+
+    membership: MembershipPublic
+    actor: str | None = None
+
+
+class MembershipUpdated(BaseModel):
+    """Payload of org.membership.updated.v1."""
+
+    membership: MembershipPublic
+    changed: list[str]
+    actor: str | None = None
+
+
+class MembershipRemoved(BaseModel):
+    """Payload of org.membership.removed.v1."""
+
+    membership_id: str
+    user_id: str
+    unit_id: str
+    reason: str = Field(description="'removed' or 'unit_dissolved'")
+    actor: str | None = None
+
+
+UNIT_CREATED = EventSpec("org.unit.created.v1", UnitCreated, "A unit was created.")
+UNIT_UPDATED = EventSpec("org.unit.updated.v1", UnitUpdated, "A unit's attributes changed.")
+UNIT_MOVED = EventSpec("org.unit.moved.v1", UnitMoved, "A unit and its subtree moved under a new parent.")
+UNIT_DISSOLVED = EventSpec("org.unit.dissolved.v1", UnitDissolved, "A unit was dissolved.")
+MEMBERSHIP_ADDED = EventSpec("org.membership.added.v1", MembershipAdded, "A user joined a unit.")
+MEMBERSHIP_UPDATED = EventSpec(
+    "org.membership.updated.v1", MembershipUpdated, "A membership's title, primary or leader flag changed."
+)
+MEMBERSHIP_REMOVED = EventSpec("org.membership.removed.v1", MembershipRemoved, "A user left a unit.")
+
+
+# --- RPC messages ---
+
+
+class GetUnitsRequest(BaseModel):
+    """Ids of the units wanted (at most 500)."""
+
+    ids: list[str] = Field(min_length=1, max_length=500)
+
+
+class UnitsReply(BaseModel):
+    """Units found, in the order asked; unknown ids are left out."""
+
+    units: list[UnitPublic]
+
+
+class AncestorsRequest(BaseModel):
+    """The unit whose ancestors are wanted."""
+
+    unit_id: str = Field(min_length=1, max_length=36)
+
+
+class ListMembersRequest(BaseModel):
+    """A page of a unit's members, optionally of its whole subtree."""
+
+    unit_id: str = Field(min_length=1, max_length=36)
+    recursive: bool = False
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = None
+
+
+class MembersReply(BaseModel):
+    """A page of memberships."""
+
+    items: list[MembershipPublic]
+    next_cursor: str | None = None
+
+
+class ContainsUserRequest(BaseModel):
+    """Is the user a member of this unit or any unit below it?"""
+
+    unit_id: str = Field(min_length=1, max_length=36)
+    user_id: str = Field(min_length=1, max_length=64)
+
+
+class ContainsUserReply(BaseModel):
+    """Answer, with the active units of the subtree the user belongs to."""
+
+    contains: bool
+    unit_ids: list[str]
+
+
+class AdminScopesRequest(BaseModel):
+    """Which subtrees does a principal administer?"""
+
+    principal: str = Field(min_length=1, max_length=100)
+
+
+class AdminScopesReply(BaseModel):
+    """Roots of the subtrees the principal administers; `all` for bootstrap administrators."""
+
+    all: bool
+    unit_ids: list[str]
+
+
+RPC_GET_UNITS = RpcSpec("units-get", "org.rpc.units.get", GetUnitsRequest, UnitsReply, "Get units by id.")
+RPC_ANCESTORS = RpcSpec(
+    "units-ancestors",
+    "org.rpc.units.ancestors",
+    AncestorsRequest,
+    UnitsReply,
+    "Ancestors of a unit, root first.",
+)
+RPC_MEMBERS = RpcSpec(
+    "members-list",
+    "org.rpc.members.list",
+    ListMembersRequest,
+    MembersReply,
+    "Members of a unit, directly or of its whole subtree, paginated.",
+)
+RPC_CONTAINS_USER = RpcSpec(
+    "subtree-contains-user",
+    "org.rpc.subtree.contains_user",
+    ContainsUserRequest,
+    ContainsUserReply,
+    "Whether a user belongs to a unit's subtree.",
+)
+RPC_ADMIN_SCOPES = RpcSpec(
+    "admin-scopes",
+    "org.rpc.admin.scopes",
+    AdminScopesRequest,
+    AdminScopesReply,
+    "Subtrees a principal administers (分级授权).",
+)
+
+CONTRACT = ServiceContract(
+    name="org",
+    version=VERSION,
+    description="Organisation directory (组织体系): units, tree, memberships and delegated administration.",
+    streams=(StreamSpec("ORG_EVENTS", ("org.*.*.v1",), "Events of the organisation service"),),
+    events=(
+        UNIT_CREATED,
+        UNIT_UPDATED,
+        UNIT_MOVED,
+        UNIT_DISSOLVED,
+        MEMBERSHIP_ADDED,
+        MEMBERSHIP_UPDATED,
+        MEMBERSHIP_REMOVED,
+    ),
+    rpcs=(RPC_GET_UNITS, RPC_ANCESTORS, RPC_MEMBERS, RPC_CONTAINS_USER, RPC_ADMIN_SCOPES),
+)

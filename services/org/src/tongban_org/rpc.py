@@ -1,0 +1,70 @@
+"""RPC handlers for other services (NATS Services API)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlmodel import col, select
+
+from tongban_kit.app import Runtime
+from tongban_org import memberships as ms
+from tongban_org import tree
+from tongban_org.config import Settings
+from tongban_org.contract import (
+    AdminScopesReply,
+    AdminScopesRequest,
+    AncestorsRequest,
+    ContainsUserReply,
+    ContainsUserRequest,
+    GetUnitsRequest,
+    ListMembersRequest,
+    MembersReply,
+    UnitsReply,
+)
+from tongban_org.models import AdminGrant, Unit
+
+
+def handlers(rt: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+    """Handlers by endpoint name, bound to the runtime's database."""
+    db = rt.db
+    settings = rt.settings
+    assert isinstance(settings, Settings)
+
+    async def get_units(req: GetUnitsRequest) -> UnitsReply:
+        async with db.session() as s:
+            rows = (await s.exec(select(Unit).where(col(Unit.id).in_(req.ids)))).all()
+        by_id = {u.id: u for u in rows}
+        return UnitsReply(units=[tree.public(by_id[i]) for i in dict.fromkeys(req.ids) if i in by_id])
+
+    async def ancestors(req: AncestorsRequest) -> UnitsReply:
+        async with db.session() as s:
+            unit = await tree.get_unit(s, unit_id=req.unit_id)
+            return UnitsReply(units=await tree.ancestors(s, unit=unit))
+
+    async def members(req: ListMembersRequest) -> MembersReply:
+        async with db.session() as s:
+            unit = await tree.get_unit(s, unit_id=req.unit_id)
+            page = await ms.list_members(s, unit=unit, recursive=req.recursive, limit=req.limit, cursor=req.cursor)
+        return MembersReply(items=page.items, next_cursor=page.next_cursor)
+
+    async def contains_user(req: ContainsUserRequest) -> ContainsUserReply:
+        async with db.session() as s:
+            unit = await tree.get_unit(s, unit_id=req.unit_id)
+            ids = await ms.user_in_subtree(s, unit=unit, user_id=req.user_id)
+        return ContainsUserReply(contains=bool(ids), unit_ids=ids)
+
+    async def admin_scopes(req: AdminScopesRequest) -> AdminScopesReply:
+        if req.principal in settings.bootstrap_admins:
+            return AdminScopesReply(all=True, unit_ids=[])
+        async with db.session() as s:
+            rows = (await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == req.principal))).all()
+        return AdminScopesReply(all=False, unit_ids=sorted(set(rows)))
+
+    return {
+        "units-get": get_units,
+        "units-ancestors": ancestors,
+        "members-list": members,
+        "subtree-contains-user": contains_user,
+        "admin-scopes": admin_scopes,
+    }

@@ -1,0 +1,57 @@
+"""Seed the Zhejiang demo directory (idempotent: units already present by key are skipped)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import col, select
+
+from tongban_kit.db import Database
+from tongban_org import tree
+from tongban_org.authz import Principal
+from tongban_org.memberships import create_grant
+from tongban_org.models import AdminGrant, AdminGrantCreate, Level, Unit, UnitCreate, UnitType
+from tongban_org.seed_data import SEED_UNITS
+
+log = logging.getLogger(__name__)
+
+#: demo delegated administrators: principal → seed key of the subtree they administer
+DEMO_GRANTS = {"hz-admin": "zj-hz", "dsj-admin": "zj-dsj"}
+
+
+async def seed(db: Database) -> dict[str, str]:
+    """Create missing seed units and demo grants; returns seed key → unit id."""
+    system = Principal("seed", bootstrap=True)
+    ids: dict[str, str] = {}
+    created = 0
+    async with db.session() as s:
+        for su in SEED_UNITS:
+            parent_id = ids.get(su.parent_key) if su.parent_key else None
+            stmt = select(Unit).where(col(Unit.name) == su.name, col(Unit.division_code) == su.division_code)
+            existing = (await s.exec(stmt)).first()
+            if existing is not None:
+                ids[su.key] = existing.id
+                continue
+            unit = await tree.create_unit(
+                s,
+                data=UnitCreate(
+                    name=su.name,
+                    short_name=su.short_name,
+                    type=UnitType(su.type),
+                    level=Level(su.level),
+                    division_code=su.division_code,
+                    credit_code=su.credit_code,
+                    tags=list(su.tags),
+                    sort_order=su.sort_order,
+                    parent_id=parent_id,
+                ),
+                principal=system,
+            )
+            ids[su.key] = unit.id
+            created += 1
+        for principal, key in DEMO_GRANTS.items():
+            have = (await s.exec(select(AdminGrant).where(col(AdminGrant.principal) == principal))).first()
+            if have is None:
+                await create_grant(s, data=AdminGrantCreate(principal=principal, unit_id=ids[key]), principal=system)
+    log.info("seeded organisation directory", extra={"units_created": created, "seed_units": len(SEED_UNITS)})
+    return ids

@@ -1,0 +1,142 @@
+"""Helpers shared by the org API tests: principals, unit bodies, problem checks, paging, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from tongban_org.codes import make_credit_code
+
+UNITS = "/api/v1/orgs/units"
+MEMBERSHIPS = "/api/v1/orgs/memberships"
+GRANTS = "/api/v1/orgs/admin-grants"
+PRINCIPAL = "X-Tongban-Principal"
+
+
+def as_(principal: str) -> dict[str, str]:
+    """Headers of a write made by `principal`."""
+    return {PRINCIPAL: principal}
+
+
+ADMIN = as_("demo-admin")  # a bootstrap administrator of the whole tree
+HZ_ADMIN = as_("hz-admin")  # seed grant: the 杭州市 subtree
+DSJ_ADMIN = as_("dsj-admin")  # seed grant: the 省大数据局 subtree
+
+_serial = itertools.count(1)
+_county = itertools.count(81)
+
+T = TypeVar("T")
+
+
+def credit_code(division6: str = "330100", kind: str = "1") -> str:
+    """A fresh valid credit code (unique within the test run)."""
+    return make_credit_code("1", kind, division6, f"QA{next(_serial):06d}")
+
+
+def new_county_code() -> str:
+    """A fresh county-level code inside 杭州市 (3301xx), so test trees do not share regions."""
+    n = next(_county)
+    assert n < 100, "ran out of test county codes"
+    return f"3301{n:02d}"
+
+
+def unit_body(
+    parent_id: str | None, name: str, type_: str, level: str, division_code: str, **extra: Any
+) -> dict[str, Any]:
+    """The JSON body of a unit creation."""
+    return {
+        "parent_id": parent_id,
+        "name": name,
+        "type": type_,
+        "level": level,
+        "division_code": division_code,
+        **extra,
+    }
+
+
+async def create_unit(
+    client: httpx.AsyncClient,
+    parent_id: str | None,
+    name: str,
+    type_: str,
+    level: str,
+    division_code: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Create a unit and return it; fails the test unless the service answers 201."""
+    body = unit_body(parent_id, name, type_, level, division_code, **extra)
+    r = await client.post(UNITS, json=body, headers=headers or ADMIN)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+async def add_member(
+    client: httpx.AsyncClient,
+    unit_id: str,
+    user_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Add a membership and return it; fails the test unless the service answers 201."""
+    r = await client.post(MEMBERSHIPS, json={"unit_id": unit_id, "user_id": user_id, **extra}, headers=headers or ADMIN)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+async def get_json(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
+    """GET that must answer 200; returns the body."""
+    r = await client.get(url, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def assert_problem(r: httpx.Response, status: int, type_suffix: str | None = None) -> dict[str, Any]:
+    """Check an RFC 9457 problem answer and return its body."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json", r.headers["content-type"]
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    assert body["title"]
+    if type_suffix is not None:
+        assert body["type"].endswith("/" + type_suffix), body
+    return body
+
+
+async def all_pages(
+    client: httpx.AsyncClient, url: str, *, limit: int, max_pages: int = 100, **params: Any
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Follow `next_cursor` to the end; returns every item and the size of each page."""
+    items: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        q = {**params, "limit": limit} | ({"cursor": cursor} if cursor else {})
+        page = await get_json(client, url, **q)
+        items += page["items"]
+        sizes.append(len(page["items"]))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, sizes
+    raise AssertionError(f"more than {max_pages} pages at {url}")
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 5.0, what: str = "") -> T:
+    """Poll `probe` until it returns something other than None (or fail after `timeout` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or 'a condition'}")
+        await asyncio.sleep(0.02)
