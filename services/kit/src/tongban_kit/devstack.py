@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         if not _port_free(args.port):
             print(f"port {args.port} is in use; stop what runs there or pass --port", file=sys.stderr)
