@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, cast
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,9 +19,6 @@ from tongban_gateway.routes import load_routes
 from tongban_gateway.upstreams import Upstreams
 from tongban_kit.observe import ContextMiddleware, HttpMetrics, metrics_endpoint
 from tongban_kit.problems import install_problem_handlers, problem_response
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -80,5 +76,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.routes = table
     app.state.upstreams = upstreams
     # the kit's handlers only use add_exception_handler, which a plain Starlette app has too
-    install_problem_handlers(cast("FastAPI", app))
+    install_problem_handlers(app)
     return app

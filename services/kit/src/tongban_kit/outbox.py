@@ -78,7 +78,7 @@ async def add_events(session: AsyncSession, events: list[CloudEvent]) -> None:
         }
         for e in events
     ]
-    await session.execute(insert(OutboxEvent), rows)
+    await session.exec(insert(OutboxEvent), params=rows)
     on_commit(session, _wake_all)
 
 

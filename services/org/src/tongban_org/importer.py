@@ -212,10 +212,10 @@ async def _write(s: AsyncSession, units: list[Unit], actor: str) -> None:
         "updated_at",
     )
     for chunk in _chunks(units, 2000):
-        await s.execute(insert(Unit), [{c: getattr(u, c) for c in cols} for u in chunk])
-        await s.execute(
+        await s.exec(insert(Unit), params=[{c: getattr(u, c) for c in cols} for u in chunk])
+        await s.exec(
             insert(UnitHistory),
-            [
+            params=[
                 {
                     "id": new_id(),
                     "unit_id": u.id,

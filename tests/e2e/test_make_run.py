@@ -1,0 +1,94 @@
+"""The embedded default (`make run`) end to end: start, use the API through the gateway, stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tongban_kit.natsserver import free_port
+
+ADMIN = {"X-Tongban-Principal": "demo-admin", "Content-Type": "application/json"}
+
+
+def _call(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        assert e.headers["content-type"] == "application/problem+json"
+        return e.code, json.loads(e.read())
+
+
+def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tongban-dev"), "--data", str(tmp_path / "data"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops everything" in line or proc.poll() is not None:
+                break
+        assert any("Tongban is running" in x for x in lines), "".join(lines)
+        base = f"http://127.0.0.1:{port}"
+        assert any(base + "/api/v1/orgs/units" in x for x in lines)
+
+        status, page = _call("GET", f"{base}/api/v1/orgs/units?division_code=330000&type=government&level=province")
+        assert status == 200 and page["items"][0]["name"] == "浙江省人民政府"
+        province = page["items"][0]["id"]
+        status, children = _call("GET", f"{base}/api/v1/orgs/units/{province}/children?limit=100")
+        assert {"330100000000", "331100000000"} <= {u["division_code"] for u in children["items"]}
+
+        body = {
+            "name": "端到端测试中心",
+            "type": "public_institution",
+            "level": "province",
+            "division_code": "330000",
+            "parent_id": province,
+        }
+        status, problem = _call("POST", f"{base}/api/v1/orgs/units", body, {"Content-Type": "application/json"})
+        assert status == 401 and problem["status"] == 401
+        status, unit = _call("POST", f"{base}/api/v1/orgs/units", body, ADMIN)
+        assert status == 201, unit
+        status, path = _call("GET", f"{base}/api/v1/orgs/units/{unit['id']}/ancestors")
+        assert [u["id"] for u in path] == [province]
+
+        status, spec = _call("GET", f"{base}/openapi.json")
+        assert "/api/v1/orgs/units/{unit_id}/subtree" in spec["paths"]
+        status, ready = _call("GET", f"{base}/readyz")
+        assert status == 200 and ready["checks"] == {"org": "ok"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert rc == 0
+    assert (tmp_path / "data" / "org.db").exists()
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "data")], capture_output=True, text=True).stdout
+    assert leftovers.strip() == "", "NATS stopped"
+    direct = [x.split()[-1] for x in lines if "(direct)" in x]
+    assert direct, lines
+    for url in [*direct, base]:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=2)
+        except urllib.error.URLError:
+            continue
+        raise AssertionError(f"{url} still answers after Ctrl-C")
