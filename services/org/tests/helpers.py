@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tongban_org.codes import make_credit_code
+from tongban_kit.codes import make_credit_code
 
 UNITS = "/api/v1/orgs/units"
 MEMBERSHIPS = "/api/v1/orgs/memberships"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tongban_org.codes import (
+from tongban_kit.codes import (
     division_contains,
     division_level,
     division_problem,

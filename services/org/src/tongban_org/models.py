@@ -11,10 +11,10 @@ from pydantic import Field as PField
 from sqlalchemy import JSON, Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from tongban_kit import codes
 from tongban_kit.db import UtcDateTime
 from tongban_kit.ids import new_id
 from tongban_kit.outbox import utcnow
-from tongban_org import codes
 
 
 class UnitType(StrEnum):

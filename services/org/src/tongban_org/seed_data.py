@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal
 
-from tongban_org.codes import make_credit_code
+from tongban_kit.codes import make_credit_code
 
 UnitType = Literal["government", "department", "internal_institution", "public_institution", "enterprise", "community"]
 Level = Literal["province", "city", "county", "township", "village"]

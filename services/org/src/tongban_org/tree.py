@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tongban_kit import codes
 from tongban_kit.outbox import emit, utcnow
 from tongban_kit.pagination import Page, decode_cursor, page_of
 from tongban_kit.problems import Problem
-from tongban_org import codes
 from tongban_org.authz import Principal, path_ids
 from tongban_org.contract import (
     UNIT_CREATED,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tongban_org.codes import (
+from tongban_kit.codes import (
     CREDIT_ALPHABET,
     CREDIT_WEIGHTS,
     LEVELS,

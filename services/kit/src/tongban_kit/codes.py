@@ -1,4 +1,4 @@
-"""Validators and generators for unified social credit codes (GB 32100) and division codes (GB/T 2260)."""
+"""Standard code checks shared by services: GB 32100 credit codes and GB/T 2260 division codes."""
 
 from __future__ import annotations
 

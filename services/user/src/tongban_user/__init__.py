@@ -1,0 +1,1 @@
+"""Tongban user service (用户体系)."""
