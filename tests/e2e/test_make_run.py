@@ -72,7 +72,15 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         status, spec = _call("GET", f"{base}/openapi.json")
         assert "/api/v1/orgs/units/{unit_id}/subtree" in spec["paths"]
         status, ready = _call("GET", f"{base}/readyz")
-        assert status == 200 and ready["checks"] == {"org": "ok"}
+        assert status == 200 and ready["checks"] == {"org": "ok", "user": "ok"}
+
+        status, me = _call("GET", f"{base}/api/v1/users/me", headers={"X-Tongban-Principal": "demo-citizen"})
+        assert status == 200 and me["kind"] == "citizen" and me["masked"] is True
+        assert me["id_number"].startswith("330106") and "*" in me["id_number"]
+        status, staff = _call("GET", f"{base}/api/v1/orgs/units/{province}/members?recursive=true&limit=500")
+        assert me["id"] not in {m["user_id"] for m in staff["items"]}
+        status, users = _call("GET", f"{base}/api/v1/users?kind=staff&limit=500", headers=ADMIN)
+        assert {m["user_id"] for m in staff["items"]} <= {u["id"] for u in users["items"]}, "seeded staff exist"
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -27,7 +27,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """A lean Starlette app: the kit's context middleware and problem handlers, ops routes, the proxy."""
     settings = settings or Settings()
     table = load_routes(settings.routes_file)
-    table.check_upstreams(settings.upstreams)
+    if settings.routes_file:
+        table.check_upstreams(settings.upstreams)  # an explicit table must name only configured services
+    else:
+        table = table.only(settings.upstreams)
     upstreams = Upstreams(settings)
     proxy = Proxy(upstreams, settings)
     aggregator = OpenApiAggregator(upstreams, table, settings)

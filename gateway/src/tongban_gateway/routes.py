@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 #: the built-in table, used when no routes file is configured
 DEFAULT_ROUTES: list[dict[str, Any]] = [
     {"prefix": "/api/v1/orgs", "upstream": "org"},
+    {"prefix": "/api/v1/users", "upstream": "user"},
+    {"prefix": "/scim/v2", "upstream": "user"},
 ]
 
 
@@ -69,6 +71,11 @@ class RouteTable:
     def upstreams(self) -> set[str]:
         """Names of the services the table routes to."""
         return {e.upstream for e in self.entries}
+
+    def only(self, known: Iterable[str]) -> RouteTable:
+        """The rows whose service has configured base URLs (the built-in table covers every service)."""
+        names = set(known)
+        return RouteTable([e for e in self.entries if e.upstream in names])
 
     def check_upstreams(self, known: Iterable[str]) -> None:
         """Refuse a table naming services that have no configured base URLs."""

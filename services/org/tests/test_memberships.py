@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 
@@ -10,7 +11,8 @@ from .helpers import ADMIN, MEMBERSHIPS, UNITS, add_member, all_pages, assert_pr
 
 
 async def _dept(client: httpx.AsyncClient, parent: str, name: str, division: str = "330106") -> str:
-    return (await create_unit(client, parent, name, "department", "county", division))["id"]
+    unit_id: str = (await create_unit(client, parent, name, "department", "county", division))["id"]
+    return unit_id
 
 
 async def test_add_get_and_duplicate(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
@@ -117,7 +119,7 @@ async def test_250_members_page_by_100_without_duplicates(client: httpx.AsyncCli
     p = await _dept(client, seeded["zj-hz-yh"], "余杭区大平台", "330110")
     kids = [await _dept(client, p, f"余杭区大平台{n}部", "330110") for n in (1, 2)]
     targets = [p] * 50 + [kids[0]] * 100 + [kids[1]] * 100
-    made: list[dict] = []
+    made: list[dict[str, Any]] = []
     for start in range(0, len(targets), 25):  # a few concurrent adds at a time
         made += await asyncio.gather(
             *(

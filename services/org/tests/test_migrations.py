@@ -13,7 +13,7 @@ from sqlmodel import SQLModel
 import tongban_kit.consumer
 import tongban_kit.outbox  # noqa: F401
 import tongban_org.models  # noqa: F401
-from tongban_kit.db import make_engine, run_migrations
+from tongban_kit.db import make_engine, owned_tables, run_migrations
 from tongban_kit.testing.pg import PgServer
 from tongban_org.__main__ import MIGRATIONS
 
@@ -22,7 +22,7 @@ async def _diff(url: str) -> list[object]:
     engine = make_engine(url)
 
     def compare(conn: Connection) -> list[object]:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": owned_tables(("org_",))})
         return list(compare_metadata(ctx, SQLModel.metadata))
 
     async with engine.connect() as conn:

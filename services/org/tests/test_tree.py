@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
+
+from tongban_kit.pagination import encode_cursor
 
 from .helpers import (
     ADMIN,
@@ -16,7 +21,7 @@ from .helpers import (
     new_county_code,
 )
 
-Tree = dict[str, dict]
+Tree = dict[str, dict[str, Any]]
 
 
 async def build(client: httpx.AsyncClient, seeded: dict[str, str]) -> Tree:
@@ -35,7 +40,7 @@ async def build(client: httpx.AsyncClient, seeded: dict[str, str]) -> Tree:
     return {"T": t, "A": a, "B": b, "D": d, "A1": a1, "A2": a2, "B1": b1}
 
 
-def names(items: list[dict], tree: Tree) -> list[str]:
+def names(items: list[dict[str, Any]], tree: Tree) -> list[str]:
     by_id = {u["id"]: k for k, u in tree.items()}
     return [by_id.get(u["id"], u["name"]) for u in items]
 
@@ -237,3 +242,53 @@ async def test_history_records_what_happened(client: httpx.AsyncClient, seeded: 
     last = (await get_json(client, f"{UNITS}/{tree['B1']['id']}/history"))[-1]
     assert (last["action"], last["details"]["cascade_root_id"]) == ("dissolved", t)
     assert_problem(await client.get(f"{UNITS}/00000000-0000-7000-8000-000000000000/history"), 404)
+
+
+async def test_a_forged_children_cursor_is_a_400(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
+    url = f"{UNITS}/{seeded['zj']}/children"
+    forged = ({"s": "first", "id": "x"}, {"s": [1], "id": "x"}, {"s": 2**40, "id": "x"})
+    for cursor in (*map(encode_cursor, forged), "garbage!"):
+        assert_problem(await client.get(url, params={"cursor": cursor}), 400, "invalid-cursor")
+    items, sizes = await all_pages(client, url, limit=10)
+    assert len(items) == len({u["id"] for u in items}) == 14 + 11 and sizes == [10, 10, 5]
+
+
+async def test_concurrent_moves_cannot_make_a_cycle(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
+    for i in range(5):
+        a = await create_unit(client, seeded["zj-hz"], f"并发甲{i}", "department", "city", "330100")
+        b = await create_unit(client, seeded["zj-hz"], f"并发乙{i}", "department", "city", "330100")
+        r1, r2 = await asyncio.gather(
+            client.post(f"{UNITS}/{a['id']}/move", json={"new_parent_id": b["id"]}, headers=ADMIN),
+            client.post(f"{UNITS}/{b['id']}/move", json={"new_parent_id": a["id"]}, headers=ADMIN),
+        )
+        assert sorted([r1.status_code, r2.status_code]) == [200, 409], (r1.text, r2.text)
+        loser = r2 if r1.status_code == 200 else r1
+        assert_problem(loser, 409, "cycle")
+        for unit in (a, b):  # both still hang under 杭州市, one directly, one through the other
+            chain = [u["id"] for u in await get_json(client, f"{UNITS}/{unit['id']}/ancestors")]
+            assert chain[:2] == [seeded["zj"], seeded["zj-hz"]]
+
+
+async def test_a_unit_created_while_its_parent_moves_follows_it(
+    client: httpx.AsyncClient, seeded: dict[str, str]
+) -> None:
+    for i in range(5):
+        p = await create_unit(client, seeded["zj-hz-xh"], f"并发丙{i}", "department", "county", "330106")
+        moved, made = await asyncio.gather(
+            client.post(f"{UNITS}/{p['id']}/move", json={"new_parent_id": seeded["zj-hz"]}, headers=ADMIN),
+            client.post(
+                UNITS,
+                json={
+                    "parent_id": p["id"],
+                    "name": f"并发丁{i}",
+                    "type": "internal_institution",
+                    "level": "county",
+                    "division_code": "330106",
+                },
+                headers=ADMIN,
+            ),
+        )
+        assert (moved.status_code, made.status_code) == (200, 201), (moved.text, made.text)
+        chain = [u["id"] for u in await get_json(client, f"{UNITS}/{made.json()['id']}/ancestors")]
+        assert chain == [seeded["zj"], seeded["zj-hz"], p["id"]]
+        assert (await get_json(client, f"{UNITS}/{made.json()['id']}"))["depth"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from .helpers import ADMIN, UNITS, all_pages, assert_problem, create_unit, credi
 HZ_CODE = "330100000000"
 
 
-def _ids(items: list[dict]) -> set[str]:
+def _ids(items: list[dict[str, Any]]) -> set[str]:
     return {u["id"] for u in items}
 
 
@@ -140,7 +141,7 @@ async def test_division_code_filters_a_region(client: httpx.AsyncClient, seeded:
 async def test_type_level_status_and_tag_filters(
     client: httpx.AsyncClient,
     seeded: dict[str, str],
-    params: dict[str, str],
+    params: dict[str, Any],
     keep: Callable[[SeedUnit], bool],
 ) -> None:
     items, _ = await all_pages(client, UNITS, limit=500, **params)

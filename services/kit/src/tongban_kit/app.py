@@ -53,6 +53,8 @@ class Runtime:
     rpc_server: RpcServer | None = None
     rpc: RpcClient | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
+    #: background tasks of the service, cancelled first at shutdown
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -103,6 +105,8 @@ class Runtime:
         if self.bus:
             steps.append(("nats", self.bus.close))
         steps.append(("database", self.db.dispose))
+        for task in self.background:
+            task.cancel()
         for name, step in steps:
             try:
                 await asyncio.wait_for(step(), STOP_STEP_SECONDS)

@@ -143,22 +143,40 @@ def run_migrations(script_location: str | Path, url: str, revision: str = "head"
     command.upgrade(cfg, revision)
 
 
-def run_alembic_env(target_metadata: Any) -> None:
+def owned_tables(prefixes: tuple[str, ...]) -> Callable[..., bool]:
+    """An Alembic `include_object` filter: only tables named with the service's prefixes (and the kit's)."""
+    wanted = (*prefixes, "kit_")
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        table_name = getattr(table, "name", name) or ""
+        return table_name.startswith(wanted)
+
+    return include
+
+
+def run_alembic_env(target_metadata: Any, table_prefixes: tuple[str, ...]) -> None:
     """Body of a service's alembic/env.py: run migrations online with the async engine."""
     from alembic import context
+
+    include = owned_tables(table_prefixes)
 
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is not configured"
     batch = is_sqlite(url)
 
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=batch)
+        context.configure(
+            url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=batch, include_object=include
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
 
     def do_run(connection: Connection) -> None:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=batch)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=batch, include_object=include
+        )
         with context.begin_transaction():
             context.run_migrations()
 

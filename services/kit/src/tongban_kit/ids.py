@@ -39,10 +39,15 @@ def new_id() -> str:
     return str(uuid7())
 
 
+UID_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+#: a JSON Schema / pydantic pattern for ids
+UID_PATTERN = f"^{UID_REGEX}$"
+
+
 class UidConvertor(Convertor[str]):
     """Path convertor `{name:uid}`: matches only UUID-shaped ids, so literal siblings like `/import` win."""
 
-    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    regex = UID_REGEX
 
     def convert(self, value: str) -> str:
         return value.lower()

@@ -149,6 +149,10 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, UnicodeEncodeError):  # e.g. lone surrogates from JSON escapes reaching the database driver
+        return problem_response(
+            400, "the request contains text that is not valid Unicode", type="invalid-text", instance=request.url.path
+        )
     log.exception("unhandled error", extra={"path": request.url.path})
     return problem_response(
         500, "an unexpected error occurred; quote the request id when reporting it", instance=request.url.path

@@ -18,7 +18,7 @@ from tongban_kit.problems import Problem
 from tongban_org.authz import Principal
 from tongban_org.contract import UNIT_CREATED, UnitCreated
 from tongban_org.models import Unit, UnitCreate, UnitHistory, UnitPublic, UnitStatus
-from tongban_org.tree import SOURCE, placement_problems
+from tongban_org.tree import SOURCE, lock_tree, placement_problems
 
 CSV_COLUMNS = (
     "ref",
@@ -91,6 +91,7 @@ async def import_units(
     """Validate every row, then create all units in one transaction, or none and report every error."""
     if len(rows) > max_rows:
         raise Problem(413, f"at most {max_rows} rows per import", type="import-too-large")
+    await lock_tree(s)
     errors: list[RowError] = []
     parsed: list[tuple[int, ImportRow]] = []
     for n, raw in enumerate(rows, start=1):

@@ -31,7 +31,7 @@ from tongban_org.models import (
     UnitRef,
     UnitStatus,
 )
-from tongban_org.tree import SOURCE, _commit, get_unit, in_subtree
+from tongban_org.tree import SOURCE, _commit, get_unit, in_subtree, lock_tree
 
 
 def membership_public(m: Membership, unit: Unit | None = None) -> MembershipPublic:
@@ -60,6 +60,7 @@ async def _clear_other_primaries(s: AsyncSession, m: Membership) -> None:
 
 async def add_membership(s: AsyncSession, *, data: MembershipCreate, principal: Principal) -> MembershipPublic:
     """Add a user to an active unit; a new primary membership demotes the user's others."""
+    await lock_tree(s)
     unit = await get_unit(s, unit_id=data.unit_id)
     await principal.require(s, unit.path, "add members to this unit")
     if unit.status != UnitStatus.active:

@@ -7,10 +7,20 @@ import logging
 from sqlmodel import col, select
 
 from tongban_kit.db import Database
+from tongban_kit.demo import DEMO_STAFF, demo_user_id
 from tongban_org import tree
 from tongban_org.authz import Principal
-from tongban_org.memberships import create_grant
-from tongban_org.models import AdminGrant, AdminGrantCreate, Level, Unit, UnitCreate, UnitType
+from tongban_org.memberships import add_membership, create_grant
+from tongban_org.models import (
+    AdminGrant,
+    AdminGrantCreate,
+    Level,
+    Membership,
+    MembershipCreate,
+    Unit,
+    UnitCreate,
+    UnitType,
+)
 from tongban_org.seed_data import SEED_UNITS
 
 log = logging.getLogger(__name__)
@@ -53,5 +63,16 @@ async def seed(db: Database) -> dict[str, str]:
             have = (await s.exec(select(AdminGrant).where(col(AdminGrant.principal) == principal))).first()
             if have is None:
                 await create_grant(s, data=AdminGrantCreate(principal=principal, unit_id=ids[key]), principal=system)
+        for username, (_name, key, title, leader) in DEMO_STAFF.items():
+            uid = demo_user_id(username)
+            have_m = (await s.exec(select(Membership).where(col(Membership.user_id) == uid))).first()
+            if have_m is None:
+                await add_membership(
+                    s,
+                    data=MembershipCreate(
+                        user_id=uid, unit_id=ids[key], title=title, is_primary=True, is_leader=leader
+                    ),
+                    principal=system,
+                )
     log.info("seeded organisation directory", extra={"units_created": created, "seed_units": len(SEED_UNITS)})
     return ids

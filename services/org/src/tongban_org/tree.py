@@ -93,12 +93,30 @@ def _errors(problems: list[str]) -> list[dict[str, str]]:
     return [{"message": p} for p in problems]
 
 
+#: key of the PostgreSQL advisory lock that orders changes to the shape of the tree ("org_tree")
+TREE_LOCK_KEY = 0x6F72675F74726565
+
+
+async def lock_tree(s: AsyncSession, *, exclusive: bool = False) -> None:
+    """Order writes that read the tree before changing it, until the transaction ends (PostgreSQL only).
+
+    Moves and dissolutions take the lock exclusively, other writes share it; each re-reads the units it
+    checks after locking. Otherwise two concurrent moves both pass the cycle check (A under B and B under A),
+    and a unit created under a parent that is moving keeps the parent's old path.
+    """
+    if s.get_bind().dialect.name != "postgresql":
+        return  # SQLite (development) has no advisory locks
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    await s.exec(select(lock(TREE_LOCK_KEY)))
+
+
 def _history(s: AsyncSession, unit: Unit, action: str, actor: str | None, **details: Any) -> None:
     s.add(UnitHistory(unit_id=unit.id, action=action, actor=actor, details=details))
 
 
 async def create_unit(s: AsyncSession, *, data: UnitCreate, principal: Principal) -> Unit:
     """Create a unit under its parent (or a root); checks placement, rights and credit-code uniqueness."""
+    await lock_tree(s)
     parent = await get_unit(s, unit_id=data.parent_id) if data.parent_id else None
     if parent is None:
         principal.require_bootstrap("create a root unit")
@@ -130,6 +148,8 @@ async def _commit(s: AsyncSession) -> None:
 
 async def update_unit(s: AsyncSession, *, unit: Unit, patch: UnitUpdate, principal: Principal) -> Unit:
     """Apply a merge-patch; placement is re-checked against the parent and the children."""
+    await lock_tree(s)
+    await s.refresh(unit)
     await principal.require(s, unit.path, "change this unit")
     if unit.status != UnitStatus.active:
         raise Problem(409, "a dissolved unit cannot be changed", type="unit-dissolved")
@@ -237,9 +257,11 @@ async def children(
         stmt = stmt.where(col(Unit.status) == status)
     after = decode_cursor(cursor)
     if after:
+        sort_key = after.get("s", 0)
+        if not isinstance(sort_key, int) or abs(sort_key) > 2**31 - 1:
+            raise Problem(400, "the cursor is not valid; use a next_cursor from a previous page", type="invalid-cursor")
         stmt = stmt.where(
-            tuple_(col(Unit.sort_order), col(Unit.id))
-            > tuple_(literal(int(after.get("s", 0))), literal(str(after.get("id", ""))))
+            tuple_(col(Unit.sort_order), col(Unit.id)) > tuple_(literal(sort_key), literal(str(after.get("id", ""))))
         )
     rows = (await s.exec(stmt.order_by(col(Unit.sort_order), col(Unit.id)).limit(limit + 1))).all()
     return page_of([public(u) for u in rows], limit, lambda u: {"s": u.sort_order, "id": u.id})
@@ -285,6 +307,8 @@ async def ancestors(s: AsyncSession, *, unit: Unit) -> list[UnitPublic]:
 
 async def move_unit(s: AsyncSession, *, unit: Unit, new_parent_id: str, principal: Principal) -> tuple[Unit, int]:
     """Move a unit and its subtree under a new parent; returns the unit and how many descendants moved."""
+    await lock_tree(s, exclusive=True)
+    await s.refresh(unit)
     new_parent = await get_unit(s, unit_id=new_parent_id)
     await principal.require(s, unit.path, "move this unit")
     await principal.require(s, new_parent.path, "move units under the new parent")
@@ -344,6 +368,8 @@ async def dissolve_unit(
     """Dissolve a unit (with `cascade` its subtree too, ending memberships); returns ids and ended count."""
     from tongban_org.memberships import end_memberships
 
+    await lock_tree(s, exclusive=True)
+    await s.refresh(unit)
     await principal.require(s, unit.path, "dissolve this unit")
     if unit.status != UnitStatus.active:
         raise Problem(409, "the unit is already dissolved", type="unit-dissolved")

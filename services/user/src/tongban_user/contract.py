@@ -83,8 +83,9 @@ class LookupRequest(BaseModel):
     login: str | None = Field(None, min_length=1, max_length=254)
     id_number: str | None = Field(None, min_length=15, max_length=22)
     credit_code: str | None = Field(None, min_length=18, max_length=18)
-    kind: Kind | None = Field(None, description="restrict to one kind (an identity number may have a citizen "
-                                                "and a staff account)")
+    kind: Kind | None = Field(
+        None, description="restrict to one kind (an identity number may have a citizen and a staff account)"
+    )
 
     @model_validator(mode="after")
     def _one_key(self) -> LookupRequest:
@@ -123,11 +124,17 @@ class ContactsReply(BaseModel):
 
 RPC_GET_USERS = RpcSpec("users-get", "user.rpc.users.get", GetUsersRequest, UsersReply, "Get accounts by id.")
 RPC_LOOKUP = RpcSpec(
-    "users-lookup", "user.rpc.users.lookup", LookupRequest, LookupReply,
+    "users-lookup",
+    "user.rpc.users.lookup",
+    LookupRequest,
+    LookupReply,
     "Find an account by login name, identity number or credit code (for sign-in).",
 )
 RPC_CONTACTS = RpcSpec(
-    "contacts-list", "user.rpc.contacts.list", ContactsRequest, ContactsReply,
+    "contacts-list",
+    "user.rpc.contacts.list",
+    ContactsRequest,
+    ContactsReply,
     "Contacts of a set of accounts (for the message service).",
 )
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from tongban_kit.ids import UID_PATTERN
 from tongban_kit.pagination import Page
 from tongban_kit.problems import Problem, problem_responses
 from tongban_org import tree
@@ -34,7 +35,7 @@ RW = problem_responses(400, 401, 403, 404, 409, 422)
 class MoveRequest(BaseModel):
     """Where to move the unit."""
 
-    new_parent_id: str = Field(min_length=1, max_length=36)
+    new_parent_id: str = Field(min_length=36, max_length=36, pattern=UID_PATTERN)
 
 
 class DissolveRequest(BaseModel):

@@ -1,0 +1,70 @@
+"""The user service app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+from tongban_kit.app import Runtime, create_service_app
+from tongban_kit.contracts import ServiceDescriptor
+from tongban_user import rpc
+from tongban_user.accounts import purge_deleted
+from tongban_user.api.routes import scim, users
+from tongban_user.config import Settings
+from tongban_user.contract import CONTRACT
+from tongban_user.crypto import PiiCipher
+
+log = logging.getLogger(__name__)
+
+TAGS = [
+    {"name": "users", "description": "Citizens, staff and legal persons; personal data masked by default."},
+    {"name": "scim", "description": "SCIM 2.0 provisioning (RFC 7643/7644)."},
+    {"name": "ops", "description": "Health, readiness and metrics."},
+]
+PURGE_EVERY_SECONDS = 3600
+
+
+def make_cipher(settings: Settings) -> PiiCipher:
+    """The identity-number cipher from settings."""
+    return PiiCipher(
+        settings.pii_encryption_key, settings.pii_hash_key, old_encryption_keys=settings.pii_old_encryption_keys
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the user service app (resources start in the lifespan)."""
+    settings = settings or Settings()
+    cipher = make_cipher(settings)
+
+    async def start_purger(rt: Runtime) -> None:
+        async def loop() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    async with rt.db.session() as s:
+                        n = await purge_deleted(s, retention_days=settings.deleted_retention_days)
+                    if n:
+                        log.info("purged deleted accounts", extra={"purged": n})
+                await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+        rt.background.append(asyncio.create_task(loop(), name="purge-deleted"))
+
+    app = create_service_app(
+        settings,
+        CONTRACT,
+        routers=[users.router, scim.router],
+        title="Tongban user service",
+        summary="用户体系: citizens, staff, legal persons; masking; SCIM 2.0",
+        rpc_handlers=lambda rt: rpc.handlers(rt, cipher),
+        openapi_tags=TAGS,
+        on_startup=start_purger,
+    )
+    app.state.cipher = cipher
+    return app
+
+
+DESCRIPTOR = ServiceDescriptor(
+    contract=CONTRACT, app_factory=lambda: create_app(Settings(log_json=False)), module="tongban_user", dev_port=8102
+)
