@@ -53,29 +53,52 @@ def stop_process(p: Proc) -> None:
         p.proc.kill()
 
 
-def org_env(db_url: str, nats_url: str, namespace: str, port: int) -> dict[str, str]:
-    """Environment of an org service process."""
+def service_env(service: str, db_url: str, nats_url: str, namespace: str, port: int) -> dict[str, str]:
+    """Environment of a service process."""
+    prefix = f"TONGBAN_{service.upper()}_"
     return {
-        "TONGBAN_ORG_DATABASE_URL": db_url,
-        "TONGBAN_ORG_NATS_URL": nats_url,
-        "TONGBAN_ORG_NATS_NAMESPACE": namespace,
-        "TONGBAN_ORG_PORT": str(port),
-        "TONGBAN_ORG_LOG_LEVEL": "WARNING",
-        "TONGBAN_ORG_ENVIRONMENT": "dev",
+        f"{prefix}DATABASE_URL": db_url,
+        f"{prefix}NATS_URL": nats_url,
+        f"{prefix}NATS_NAMESPACE": namespace,
+        f"{prefix}PORT": str(port),
+        f"{prefix}LOG_LEVEL": "WARNING",
+        f"{prefix}ENVIRONMENT": "dev",
     }
+
+
+async def _service_db(pg_server: PgServer, service: str) -> str:
+    """A fresh database for a service, migrated and seeded with its demo data."""
+    name = await pg_server.create_database()
+    url = pg_server.url_for(name)
+    env = {
+        **os.environ,
+        f"TONGBAN_{service.upper()}_DATABASE_URL": url,
+        f"TONGBAN_{service.upper()}_LOG_LEVEL": "WARNING",
+    }
+    for cmd in ("migrate", "seed"):
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", f"tongban_{service}", cmd],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    return name
 
 
 @pytest.fixture(scope="session")
 async def org_db(pg_server: PgServer) -> AsyncIterator[str]:
     """A migrated, seeded org database for the processes of this session."""
-    name = await pg_server.create_database()
-    url = pg_server.url_for(name)
-    env = {**os.environ, "TONGBAN_ORG_DATABASE_URL": url, "TONGBAN_ORG_LOG_LEVEL": "WARNING"}
-    for cmd in ("migrate", "seed"):
-        await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "tongban_org", cmd], env=env, check=True, capture_output=True
-        )
-    yield url
+    name = await _service_db(pg_server, "org")
+    yield pg_server.url_for(name)
+    await pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def user_db(pg_server: PgServer) -> AsyncIterator[str]:
+    """A migrated, seeded user database for the processes of this session."""
+    name = await _service_db(pg_server, "user")
+    yield pg_server.url_for(name)
     await pg_server.drop_database(name)
 
 
@@ -86,6 +109,20 @@ def org_process(
     """A real org service process (uvicorn) on PostgreSQL and NATS."""
     port = free_port()
     log = tmp_path_factory.mktemp("logs") / "org.log"
-    p = start_process("tongban_org", org_env(org_db, nats_url, nats_namespace, port), port, log, ("serve",))
+    p = start_process("tongban_org", service_env("org", org_db, nats_url, nats_namespace, port), port, log, ("serve",))
+    yield p
+    stop_process(p)
+
+
+@pytest.fixture(scope="session")
+def user_process(
+    user_db: str, org_process: Proc, nats_url: str, nats_namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proc]:
+    """A real user service process (with the org service it asks about admin scopes)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "user.log"
+    p = start_process(
+        "tongban_user", service_env("user", user_db, nats_url, nats_namespace, port), port, log, ("serve",)
+    )
     yield p
     stop_process(p)

@@ -213,9 +213,9 @@ async def create_user(
 
 
 async def get_account(s: AsyncSession, user_id: str, caller: Caller) -> UserAccount:
-    """An account the caller may see, or 404 (purged and invisible accounts alike)."""
+    """An account the caller may see, or 404 (deleted, purged and invisible accounts alike)."""
     u = await s.get(UserAccount, user_id)
-    if u is None:
+    if u is None or u.status == Status.deleted:  # deleted accounts are kept only for audit until purged
         raise Problem(404, f"no user with id {user_id}", type="user-not-found")
     await caller.require_see(u)
     return u
@@ -265,6 +265,13 @@ async def update_user(
     s: AsyncSession, *, u: UserAccount, changes: dict[str, Any], caller: Caller, cipher: PiiCipher, via: str = "rest"
 ) -> UserPublic:
     """Apply a merge-patch (already reduced to the fields present); people may change their own contacts."""
+    with s.no_autoflush:  # uniqueness is checked before the changed row is flushed
+        return await _update_user(s, u=u, changes=changes, caller=caller, cipher=cipher, via=via)
+
+
+async def _update_user(
+    s: AsyncSession, *, u: UserAccount, changes: dict[str, Any], caller: Caller, cipher: PiiCipher, via: str
+) -> UserPublic:
     await caller.require_manage(u)
     if u.status == Status.deleted:
         raise Problem(409, "a deleted account cannot be changed", type="user-deleted")
