@@ -815,7 +815,12 @@ def test_nats_permissions_on_a_live_server(tmp_path: Path) -> None:
                 svc = await add_service(org, name="org", version="0.1.0")
                 await svc.add_group(name="org.rpc").add_endpoint(name="units_get", subject="units.get", handler=handler)
                 await org.flush()
-                reply = await gw.request("org.rpc.units.get", b"{}", timeout=5)
+                for _ in range(20):  # the endpoint's subscription reaches the server asynchronously
+                    try:
+                        reply = await gw.request("org.rpc.units.get", b"{}", timeout=5)
+                        break
+                    except nats.errors.NoRespondersError:
+                        await asyncio.sleep(0.05)
                 assert reply.data == b'{"ok":true}'
                 inbox = gw.new_inbox()
                 pings = await gw.subscribe(inbox)
