@@ -169,7 +169,7 @@ def is_one_shot(name: str, compose: dict[str, Any]) -> bool:
 
 @functools.cache
 def _strong_secrets() -> tuple[tuple[str, str], ...]:
-    names = sorted(set(re.findall(r"\$\{([A-Z0-9_]*PASSWORD)", COMPOSE_FILE.read_text(encoding="utf-8"))))
+    names = sorted(set(re.findall(r"\$\{([A-Z0-9_]*(?:PASSWORD|KEY))", COMPOSE_FILE.read_text(encoding="utf-8"))))
     return tuple((name, secrets.token_hex(24)) for name in names)
 
 
@@ -455,6 +455,25 @@ def test_ports_health_urls_and_upstreams_agree(compose: dict[str, Any]) -> None:
 def _settings_cases() -> list[tuple[str, str]]:
     compose = load_compose()
     return sorted((name, svc_key) for name, svc in app_services(compose).items() for svc_key in tongban_env(svc))
+
+
+@pytest.mark.parametrize(("service", "svc"), _settings_cases())
+def test_development_fallbacks_are_refused_in_production(
+    service: str, svc: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started with the compose file's development fallbacks, a prod container refuses to start."""
+    container_env = environment_of(load_compose()["services"][service])
+    Settings = import_settings(svc)
+    prefix = f"TONGBAN_{svc.upper()}_"
+    for key in list(os.environ):
+        if key.upper().startswith(prefix):
+            monkeypatch.delenv(key)
+    for key, value in container_env.items():
+        monkeypatch.setenv(key, value)
+    if not any(k.endswith(("_PASSWORD", "_KEY")) for k in container_env):
+        pytest.skip(f"{service} has no secrets")
+    with pytest.raises(ValueError, match="must be set to real secrets"):
+        Settings(_env_file=None)
 
 
 @pytest.mark.parametrize(("service", "svc"), _settings_cases())

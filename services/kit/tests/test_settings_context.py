@@ -23,8 +23,15 @@ def test_default_secret_allowed_in_dev_only(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("TONGBAN_DEMO_ENVIRONMENT", "prod")
     with pytest.raises(ValidationError, match="signing_key"):
         DemoSettings()
+    for weak in ("short", "user-pii-encryption-dev-key"):
+        monkeypatch.setenv("TONGBAN_DEMO_SIGNING_KEY", weak)
+        with pytest.raises(ValidationError, match="signing_key"):
+            DemoSettings()
     monkeypatch.setenv("TONGBAN_DEMO_SIGNING_KEY", "a-real-long-random-secret")
     assert DemoSettings().environment == "prod"
+    with pytest.raises(ValidationError, match="nats_password"):
+        DemoSettings(nats_user="demo", nats_password="org-nats-dev-password")
+    assert DemoSettings(nats_user="demo", nats_password="0123456789abcdef0123").nats_user == "demo"
 
 
 def test_env_prefix_and_namespace_check(monkeypatch: pytest.MonkeyPatch) -> None:

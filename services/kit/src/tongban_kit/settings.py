@@ -12,6 +12,13 @@ DEFAULT_SECRET_MARKERS = frozenset({"", "changethis", "change-me", "dev", "secre
 Environment = Literal["dev", "test", "prod"]
 
 
+def _weak(value: Any) -> bool:
+    """A secret left at a default, a development fallback (`...-dev-...`) or too short to be one."""
+    text = "" if value is None else str(value).strip()
+    lowered = text.lower()
+    return lowered in DEFAULT_SECRET_MARKERS or "-dev-" in lowered or "changethis" in lowered or len(text) < 16
+
+
 class ServiceSettings(BaseSettings):
     """Base for a service's one Settings class; subclasses set `model_config` with their env prefix."""
 
@@ -44,11 +51,8 @@ class ServiceSettings(BaseSettings):
             raise ValueError("nats_namespace may hold only letters, digits, '-' and '_'")
         if self.environment == "dev":
             return self
-        bad: list[str] = []
-        for name in self.secret_fields:
-            value: Any = getattr(self, name)
-            if value is None or str(value).strip().lower() in DEFAULT_SECRET_MARKERS:
-                bad.append(name)
+        names = list(self.secret_fields) + (["nats_password"] if self.nats_user else [])
+        bad = [name for name in names if _weak(getattr(self, name))]
         if bad:
             raise ValueError(
                 f"settings {', '.join(bad)} must be set to real secrets when environment={self.environment}"
