@@ -180,13 +180,11 @@ async def _commit(s: AsyncSession) -> None:
         raise Problem(409, "a unique value is already taken by another account", type="conflict") from exc
 
 
-async def create_user(
-    s: AsyncSession, *, data: UserCreate, caller: Caller, cipher: PiiCipher, via: str = "rest"
-) -> UserPublic:
-    """Create an account; conflicts on login names, identity number or credit code are 409."""
-    await caller.require_create(data.kind)
+def new_account(data: UserCreate, cipher: PiiCipher, *, account_id: str) -> UserAccount:
+    """An account row from a creation body: personal data normalised and checked, identity number protected."""
+    now = utcnow()
     u = UserAccount(
-        id=new_account_id(),
+        id=account_id,
         kind=data.kind,
         name=data.name.strip(),
         real_name=data.real_name,
@@ -197,8 +195,21 @@ async def create_user(
         representative_id=data.representative_id,
         external_id=data.external_id,
         enterprise=data.enterprise.model_dump(exclude_none=True) if data.enterprise else {},
+        status=Status.active,
+        version=1,
+        created_at=now,
+        updated_at=now,
     )
     _set_id_number(u, _normalise("id_number", data.id_number), cipher)
+    return u
+
+
+async def create_user(
+    s: AsyncSession, *, data: UserCreate, caller: Caller, cipher: PiiCipher, via: str = "rest"
+) -> UserPublic:
+    """Create an account; conflicts on login names, identity number or credit code are 409."""
+    await caller.require_create(data.kind)
+    u = new_account(data, cipher, account_id=new_account_id())
     await _check_links(s, u, data.operator_ids)
     await _conflicts(s, u)
     s.add(u)

@@ -14,13 +14,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tongban_kit.events import make_event
 from tongban_kit.ids import new_id
-from tongban_kit.outbox import add_events, utcnow
+from tongban_kit.outbox import add_events
 from tongban_kit.problems import Problem
 from tongban_user.access import Caller
-from tongban_user.accounts import SOURCE, UNIQUE_FIELDS, _normalise, _set_id_number, to_public
+from tongban_user.accounts import SOURCE, UNIQUE_FIELDS, new_account, to_public
 from tongban_user.contract import ACCOUNT_CREATED, AccountCreated
 from tongban_user.crypto import PiiCipher
-from tongban_user.models import Kind, Status, UserAccount, UserCreate
+from tongban_user.models import Kind, UserAccount, UserCreate
 
 CSV_COLUMNS = (
     "kind",
@@ -119,28 +119,10 @@ async def import_users(
     errors: list[RowError] = []
     accounts: list[tuple[int, UserAccount]] = []
     kinds: set[Kind] = set()
-    now = utcnow()
     for n, raw in enumerate(rows, start=1):
         try:
             data = UserCreate.model_validate(raw)
-            u = UserAccount(
-                id=new_id(),
-                kind=data.kind,
-                name=data.name.strip(),
-                real_name=data.real_name,
-                username=data.username,
-                mobile=_normalise("mobile", data.mobile),
-                email=_normalise("email", data.email),
-                credit_code=_normalise("credit_code", data.credit_code),
-                representative_id=data.representative_id,
-                external_id=data.external_id,
-                enterprise=data.enterprise.model_dump(exclude_none=True) if data.enterprise else {},
-                status=Status.active,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-            _set_id_number(u, _normalise("id_number", data.id_number), cipher)
+            u = new_account(data, cipher, account_id=new_id())
         except ValidationError as exc:
             errors += [
                 RowError(row=n, field=".".join(str(p) for p in e["loc"]) or None, message=e["msg"])
