@@ -121,3 +121,17 @@ async def _count(bus: Bus, n: int) -> bool:
 async def _clear(db: Database) -> None:
     async with db.engine.begin() as conn:
         await conn.execute(text("DELETE FROM kit_outbox"))
+
+
+async def test_stop_is_prompt_when_a_wake_meets_the_cancel(kit_db: Database, own_nats: LocalNatsServer) -> None:
+    await _clear(kit_db)
+    bus = await connect(own_nats.url, name="outbox-test", namespace="w" + secrets.token_hex(3))
+    relay = OutboxRelay(kit_db, bus, poll_seconds=30)
+    relay.start()
+    await asyncio.sleep(0.3)  # idle: waiting for a wake or the next poll
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    relay.wake()  # a commit's wake lands together with the shutdown's cancel
+    await asyncio.wait_for(relay.stop(), 10)
+    assert loop.time() - started < 2, "the relay ignored the cancel and waited for its next poll"
+    await bus.close()

@@ -246,8 +246,8 @@ async def test_history_records_what_happened(client: httpx.AsyncClient, seeded: 
 
 async def test_a_forged_children_cursor_is_a_400(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
     url = f"{UNITS}/{seeded['zj']}/children"
-    forged = ({"s": "first", "id": "x"}, {"s": [1], "id": "x"}, {"s": 2**40, "id": "x"})
-    for cursor in (*map(encode_cursor, forged), "garbage!"):
+    forged: list[dict[str, Any]] = [{"s": "first", "id": "x"}, {"s": [1], "id": "x"}, {"s": 2**40, "id": "x"}]
+    for cursor in [*(encode_cursor(key) for key in forged), "garbage!"]:
         assert_problem(await client.get(url, params={"cursor": cursor}), 400, "invalid-cursor")
     items, sizes = await all_pages(client, url, limit=10)
     assert len(items) == len({u["id"] for u in items}) == 14 + 11 and sizes == [10, 10, 5]

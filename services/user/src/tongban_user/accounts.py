@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, tuple_, update
+from sqlalchemy import and_, delete, or_, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -344,6 +344,8 @@ async def set_status(
     await caller.require_manage(u)
     if u.status == Status.deleted:
         raise Problem(409, "the account is deleted", type="user-deleted")
+    if status != Status.deleted and u.id == caller.self_id and not caller.bootstrap:
+        raise Problem(403, "you may close your own account but not disable or enable it", type="forbidden")
     if u.status == status:
         return u
     if status == Status.active and u.status != Status.disabled:
@@ -381,17 +383,10 @@ async def search(
     cursor: str | None,
 ) -> Page[UserAccount]:
     """Find accounts the caller may see: name prefix (ordered by name), login name, kind, status, id set."""
-    visible = await caller.visible_staff_ids()
     stmt = select(UserAccount)
-    if not caller.bootstrap:
-        if visible is None:
-            pass
-        elif caller.self_id:
-            stmt = stmt.where(or_(col(UserAccount.id).in_(visible), col(UserAccount.id) == caller.self_id))
-        else:
-            stmt = stmt.where(col(UserAccount.id).in_(visible), col(UserAccount.kind) == Kind.staff)
-        if visible is not None and not visible and not caller.self_id:
-            return Page[UserAccount](items=[], next_cursor=None)
+    visible = await visible_condition(caller)
+    if visible is not None:
+        stmt = stmt.where(visible)
     if ids is not None:
         stmt = stmt.where(col(UserAccount.id).in_(ids))
     if login:
@@ -420,6 +415,15 @@ async def search(
         key = lambda u: {"id": u.id}  # noqa: E731
     rows = list((await s.exec(stmt.limit(limit + 1))).all())
     return page_of(rows, limit, key)
+
+
+async def visible_condition(caller: Caller) -> Any:
+    """SQL condition on the accounts the caller may list (None: all); used by search and by SCIM."""
+    visible = await caller.visible_staff_ids()
+    if caller.bootstrap or visible is None:
+        return None
+    staff = and_(col(UserAccount.id).in_(visible), col(UserAccount.kind) == Kind.staff)
+    return or_(staff, col(UserAccount.id) == caller.self_id) if caller.self_id else staff
 
 
 def login_condition(login: str) -> Any:

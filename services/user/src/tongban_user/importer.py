@@ -20,7 +20,7 @@ from tongban_user.access import Caller
 from tongban_user.accounts import SOURCE, UNIQUE_FIELDS, new_account, to_public
 from tongban_user.contract import ACCOUNT_CREATED, AccountCreated
 from tongban_user.crypto import PiiCipher
-from tongban_user.models import Kind, UserAccount, UserCreate
+from tongban_user.models import Kind, Status, UserAccount, UserCreate
 
 CSV_COLUMNS = (
     "kind",
@@ -146,6 +146,7 @@ async def import_users(
     for kind in kinds:
         await caller.require_create(kind)
     errors += await _duplicates(s, accounts)
+    errors += await _representatives(s, accounts)
     if errors:
         bad = len({e.row for e in errors})
         raise Problem(
@@ -214,4 +215,31 @@ async def _duplicates(s: AsyncSession, accounts: list[tuple[int, UserAccount]]) 
             for v in values
             if v in taken
         ]
+    return errors
+
+
+async def _representatives(s: AsyncSession, accounts: list[tuple[int, UserAccount]]) -> list[RowError]:
+    """Only legal persons have a representative, and it must be an active citizen account."""
+    wanted = sorted({u.representative_id for _, u in accounts if u.representative_id})
+    ok: set[str] = set()
+    for i in range(0, len(wanted), 1000):
+        found = await s.exec(
+            select(UserAccount.id).where(
+                col(UserAccount.id).in_(wanted[i : i + 1000]),
+                col(UserAccount.kind) == Kind.citizen,
+                col(UserAccount.status) == Status.active,
+            )
+        )
+        ok |= set(found.all())
+    errors: list[RowError] = []
+    for n, u in accounts:
+        if u.representative_id is None:
+            continue
+        if u.kind != Kind.legal_person:
+            message = "only legal-person accounts have a representative"
+        elif u.representative_id not in ok:
+            message = "not an active citizen account"
+        else:
+            continue
+        errors.append(RowError(row=n, field="representative_id", message=message))
     return errors

@@ -124,6 +124,11 @@ class UserCreate(BaseModel):
     def _lower(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
 
+    @field_validator("credit_code", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
+
 
 class UserUpdate(BaseModel):
     """Merge-patch of an account: absent fields stay, null clears optional ones."""
@@ -146,6 +151,11 @@ class UserUpdate(BaseModel):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("credit_code", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
 
 
 class UserPublic(BaseModel):

@@ -21,7 +21,7 @@ DEMO_CITIZENS = {
     "demo-citizen2": ("李四", "李四", "330203", date(1985, 11, 3), "246", "13900139000"),
     "demo-citizen3": ("王五", "王五", "330302", date(2001, 2, 28), "357", "13700137000"),
 }
-DEMO_ENTERPRISE = ("杭州通办示范科技有限公司", "91330106MA2CTB0015")
+DEMO_ENTERPRISE = ("杭州通办示范科技有限公司", "91330106MA2CTB00X1")  # a valid credit code
 
 
 async def seed(db: Database, cipher: PiiCipher) -> int:
@@ -72,7 +72,7 @@ async def seed(db: Database, cipher: PiiCipher) -> int:
                     kind=Kind.legal_person,
                     name=DEMO_ENTERPRISE[0],
                     username="demo-enterprise",
-                    credit_code=_credit_code(),
+                    credit_code=DEMO_ENTERPRISE[1],
                     representative_id=demo_user_id("demo-citizen"),
                     operator_ids=[demo_user_id("demo-citizen2")],
                 ),
@@ -82,12 +82,6 @@ async def seed(db: Database, cipher: PiiCipher) -> int:
             created += 1
     log.info("seeded demo accounts", extra={"accounts_created": created})
     return created
-
-
-def _credit_code() -> str:
-    from tongban_kit.codes import make_credit_code
-
-    return make_credit_code("9", "1", "330106", "MA2CTB00")
 
 
 async def _create(s: object, username: str, data: UserCreate, caller: Caller, cipher: PiiCipher) -> None:
