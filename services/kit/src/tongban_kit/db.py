@@ -72,7 +72,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # a round trip per checkout; disconnects invalidate the pool instead
         pool_recycle=1800,
         json_serializer=_json_dumps,
     )
@@ -102,6 +102,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, echo=echo)
         self.sessionmaker = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        #: sessions for reads only: autocommit, so no BEGIN/ROLLBACK round trips
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), class_=AsyncSession, expire_on_commit=False
+        )
 
     @property
     def sqlite(self) -> bool:
@@ -112,6 +116,12 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session; the caller commits."""
         async with self.sessionmaker() as s:
+            yield s
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads (each statement commits on its own; never write through it)."""
+        async with self.read_sessionmaker() as s:
             yield s
 
     async def ping(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class Bus:
     nc: Client
     namespace: str = ""
     js: JetStreamContext = field(init=False)
+    #: called after every reconnect (e.g. to drop caches kept fresh by core subscriptions)
+    reconnect_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.js = self.nc.jetstream()
@@ -107,8 +110,12 @@ async def connect(
     async def disconnected() -> None:
         log.warning("nats disconnected")
 
+    bus: Bus | None = None
+
     async def reconnected() -> None:
         log.info("nats reconnected")
+        for hook in bus.reconnect_hooks if bus else ():
+            await hook()
 
     async def error(e: Exception) -> None:
         log.warning("nats error: %s", e)
@@ -127,4 +134,5 @@ async def connect(
         error_cb=error,
         **options,
     )
-    return Bus(nc, namespace)
+    bus = Bus(nc, namespace)
+    return bus

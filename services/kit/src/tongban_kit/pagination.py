@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from tongban_kit.problems import Problem
 
@@ -50,3 +51,9 @@ def page_of(items: list[T], limit: int, key: Any) -> Page[T]:
     items = items[:limit]
     nxt = encode_cursor(key(items[-1])) if more and items else None
     return Page[T](items=items, next_cursor=nxt)
+
+
+def page_response(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
+    """A page of plain rows serialised straight to JSON (for large pages read with Core selects)."""
+    body = orjson.dumps({"items": items, "next_cursor": next_cursor}, option=orjson.OPT_UTC_Z)
+    return Response(body, media_type="application/json")

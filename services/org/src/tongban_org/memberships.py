@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import update
+from sqlalchemy import tuple_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -142,14 +142,24 @@ async def remove_membership(s: AsyncSession, *, m: Membership, principal: Princi
 async def list_members(
     s: AsyncSession, *, unit: Unit, recursive: bool, limit: int, cursor: str | None
 ) -> Page[MembershipPublic]:
-    """Members of a unit, or of its whole subtree, ordered by membership id."""
+    """Members of a unit by membership id; of its whole subtree unit by unit in depth-first order."""
     stmt = select(Membership, Unit).join(Unit, col(Unit.id) == col(Membership.unit_id))
-    stmt = stmt.where(in_subtree(unit.path)) if recursive else stmt.where(col(Membership.unit_id) == unit.id)
     after = decode_cursor(cursor)
+    if not recursive:
+        stmt = stmt.where(col(Membership.unit_id) == unit.id)
+        if after:
+            stmt = stmt.where(col(Membership.id) > str(after.get("id", "")))
+        rows = (await s.exec(stmt.order_by(col(Membership.id)).limit(limit + 1))).all()
+        return page_of([membership_public(m, u) for m, u in rows], limit, lambda x: {"id": x.id})
+    # walk the path index (a range) and each unit's members: cheap at every size of subtree
+    stmt = stmt.where(in_subtree(unit.path))
     if after:
-        stmt = stmt.where(col(Membership.id) > str(after.get("id", "")))
-    rows = (await s.exec(stmt.order_by(col(Membership.id)).limit(limit + 1))).all()
-    return page_of([membership_public(m, u) for m, u in rows], limit, lambda x: {"id": x.id})
+        stmt = stmt.where(
+            tuple_(col(Unit.path), col(Membership.id)) > tuple_(str(after.get("p", "")), str(after.get("id", "")))
+        )
+    rows = (await s.exec(stmt.order_by(col(Unit.path), col(Membership.id)).limit(limit + 1))).all()
+    paths = {m.id: u.path for m, u in rows}
+    return page_of([membership_public(m, u) for m, u in rows], limit, lambda x: {"p": paths[x.id], "id": x.id})
 
 
 async def list_memberships(

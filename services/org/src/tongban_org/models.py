@@ -152,7 +152,7 @@ class Unit(UnitBase, table=True):
 
     __tablename__ = "org_unit"
     __table_args__ = (
-        Index("ix_org_unit_path", "path", postgresql_ops={"path": "text_pattern_ops"}),
+        Index("ix_org_unit_path", "path"),
         Index("ix_org_unit_parent_sort", "parent_id", "sort_order", "id"),
         Index("ix_org_unit_division", "division_code"),
         Index("ix_org_unit_name", "name"),
@@ -162,7 +162,10 @@ class Unit(UnitBase, table=True):
     type: UnitType = Field(sa_column=Column(String(32), nullable=False))
     level: Level = Field(sa_column=Column(String(16), nullable=False))
     parent_id: str | None = Field(default=None, sa_column=Column(String(36), ForeignKey("org_unit.id"), nullable=True))
-    path: str = Field(sa_column=Column(String(1024), nullable=False))
+    #: byte-order collation on PostgreSQL, so one btree index serves subtree ranges and depth-first order
+    path: str = Field(
+        sa_column=Column(String(1024).with_variant(String(1024, collation="C"), "postgresql"), nullable=False)
+    )
     depth: int = 0
     division_code: str = Field(sa_column=Column(String(12), nullable=False))
     credit_code: str | None = Field(default=None, sa_column=Column(String(18), nullable=True, unique=True))
@@ -173,9 +176,17 @@ class Unit(UnitBase, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
 
 
-class UnitPublic(UnitBase):
-    """A unit as the API returns it."""
+class UnitPublic(BaseModel):
+    """A unit as the API returns it (no input validators: rows from the database are trusted)."""
 
+    name: str = PField(examples=["浙江省大数据发展管理局"])
+    short_name: str | None = PField(None, examples=["省大数据局"])
+    type: UnitType
+    level: Level
+    division_code: str = PField(examples=["330000000000"])
+    credit_code: str | None = None
+    tags: list[str] = PField(default_factory=list)
+    sort_order: int = 0
     id: str
     parent_id: str | None
     depth: int

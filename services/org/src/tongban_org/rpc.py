@@ -10,6 +10,7 @@ from sqlmodel import col, select
 from tongban_kit.app import Runtime
 from tongban_org import memberships as ms
 from tongban_org import tree
+from tongban_org.cache import UnitCache
 from tongban_org.config import Settings
 from tongban_org.contract import (
     AdminScopesReply,
@@ -22,34 +23,32 @@ from tongban_org.contract import (
     MembersReply,
     UnitsReply,
 )
-from tongban_org.models import AdminGrant, Unit
+from tongban_org.models import AdminGrant
 
 
-def handlers(rt: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
-    """Handlers by endpoint name, bound to the runtime's database."""
+def handlers(rt: Runtime, cache: UnitCache) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+    """Handlers by endpoint name, bound to the runtime's database and the unit cache."""
     db = rt.db
     settings = rt.settings
     assert isinstance(settings, Settings)
 
     async def get_units(req: GetUnitsRequest) -> UnitsReply:
-        async with db.session() as s:
-            rows = (await s.exec(select(Unit).where(col(Unit.id).in_(req.ids)))).all()
-        by_id = {u.id: u for u in rows}
-        return UnitsReply(units=[tree.public(by_id[i]) for i in dict.fromkeys(req.ids) if i in by_id])
+        found = await cache.get_many(list(dict.fromkeys(req.ids)))
+        return UnitsReply(units=[found[i] for i in dict.fromkeys(req.ids) if i in found])
 
     async def ancestors(req: AncestorsRequest) -> UnitsReply:
-        async with db.session() as s:
+        async with db.read_session() as s:
             unit = await tree.get_unit(s, unit_id=req.unit_id)
             return UnitsReply(units=await tree.ancestors(s, unit=unit))
 
     async def members(req: ListMembersRequest) -> MembersReply:
-        async with db.session() as s:
+        async with db.read_session() as s:
             unit = await tree.get_unit(s, unit_id=req.unit_id)
             page = await ms.list_members(s, unit=unit, recursive=req.recursive, limit=req.limit, cursor=req.cursor)
         return MembersReply(items=page.items, next_cursor=page.next_cursor)
 
     async def contains_user(req: ContainsUserRequest) -> ContainsUserReply:
-        async with db.session() as s:
+        async with db.read_session() as s:
             unit = await tree.get_unit(s, unit_id=req.unit_id)
             ids = await ms.user_in_subtree(s, unit=unit, user_id=req.user_id)
         return ContainsUserReply(contains=bool(ids), unit_ids=ids)
@@ -57,7 +56,7 @@ def handlers(rt: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
     async def admin_scopes(req: AdminScopesRequest) -> AdminScopesReply:
         if req.principal in settings.bootstrap_admins:
             return AdminScopesReply(all=True, unit_ids=[])
-        async with db.session() as s:
+        async with db.read_session() as s:
             rows = (await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == req.principal))).all()
         return AdminScopesReply(all=False, unit_ids=sorted(set(rows)))
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Text, cast, func, literal, or_, tuple_, update
+from sqlalchemy import Text, and_, cast, func, literal, or_, tuple_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tongban_kit import codes
 from tongban_kit.outbox import emit, utcnow
-from tongban_kit.pagination import Page, decode_cursor, page_of
+from tongban_kit.pagination import Page, decode_cursor, encode_cursor, page_of
 from tongban_kit.problems import Problem
 from tongban_org.authz import Principal, path_ids
 from tongban_org.contract import (
@@ -48,9 +49,19 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def subtree_end(path: str) -> str:
+    """The smallest path after every path in the subtree at `path` ('/' + 1 == '0' in byte order)."""
+    return path[:-1] + "0"
+
+
 def in_subtree(path: str) -> Any:
-    """SQL condition: unit lies in the subtree at `path` (itself included)."""
-    return col(Unit.path).like(_escape_like(path) + "%", escape="\\")
+    """SQL condition: unit lies in the subtree at `path` (itself included); a range on the path index."""
+    return and_(col(Unit.path) >= path, col(Unit.path) < subtree_end(path))
+
+
+def below(path: str) -> Any:
+    """SQL condition: unit is a strict descendant of the unit at `path`."""
+    return and_(col(Unit.path) > path, col(Unit.path) < subtree_end(path))
 
 
 async def get_unit(s: AsyncSession, *, unit_id: str) -> Unit:
@@ -267,8 +278,8 @@ async def children(
     return page_of([public(u) for u in rows], limit, lambda u: {"s": u.sort_order, "id": u.id})
 
 
-def _subtree_stmt(unit: Unit, depth: int | None, status: str | None) -> Any:
-    stmt = select(Unit).where(in_subtree(unit.path), col(Unit.id) != unit.id)
+def _subtree_filter(stmt: Any, unit: Unit, depth: int | None, status: str | None) -> Any:
+    stmt = stmt.where(below(unit.path))
     if depth is not None:
         stmt = stmt.where(col(Unit.depth) <= unit.depth + depth)
     if status:
@@ -276,22 +287,35 @@ def _subtree_stmt(unit: Unit, depth: int | None, status: str | None) -> Any:
     return stmt
 
 
-async def subtree(
+PUBLIC_FIELDS = tuple(UnitPublic.model_fields)
+_PUBLIC_COLUMNS = [Unit.__table__.c[f] for f in PUBLIC_FIELDS]  # type: ignore[attr-defined]
+
+
+async def subtree_rows(
     s: AsyncSession, *, unit: Unit, depth: int | None, status: str | None, limit: int, cursor: str | None
-) -> Page[UnitPublic]:
-    """Descendants in depth-first (path) order, optionally limited to `depth` levels below."""
-    stmt = _subtree_stmt(unit, depth, status)
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Descendants in depth-first (path) order as plain rows (read straight from the index order; no ORM)."""
+    stmt = _subtree_filter(sa_select(*_PUBLIC_COLUMNS, Unit.__table__.c.path), unit, depth, status)  # type: ignore[attr-defined]
     after = decode_cursor(cursor)
     if after:
         stmt = stmt.where(col(Unit.path) > str(after.get("p", "")))
     rows = (await s.exec(stmt.order_by(col(Unit.path)).limit(limit + 1))).all()
-    paths = {u.id: u.path for u in rows}
-    return page_of([public(u) for u in rows], limit, lambda u: {"p": paths[u.id]})
+    items = [dict(zip(PUBLIC_FIELDS, r, strict=False)) for r in rows[:limit]]
+    nxt = encode_cursor({"p": rows[limit - 1][-1]}) if len(rows) > limit else None
+    return items, nxt
+
+
+async def subtree(
+    s: AsyncSession, *, unit: Unit, depth: int | None, status: str | None, limit: int, cursor: str | None
+) -> Page[UnitPublic]:
+    """Descendants in depth-first (path) order, optionally limited to `depth` levels below."""
+    items, nxt = await subtree_rows(s, unit=unit, depth=depth, status=status, limit=limit, cursor=cursor)
+    return Page[UnitPublic](items=[UnitPublic.model_validate(i) for i in items], next_cursor=nxt)
 
 
 async def subtree_count(s: AsyncSession, *, unit: Unit, depth: int | None, status: str | None) -> int:
-    """Number of descendants."""
-    stmt = _subtree_stmt(unit, depth, status).with_only_columns(func.count())
+    """Number of descendants (an index-only range count)."""
+    stmt = _subtree_filter(select(func.count()).select_from(Unit), unit, depth, status)
     return int((await s.exec(stmt)).one())
 
 

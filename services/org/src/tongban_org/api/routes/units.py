@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from tongban_kit.ids import UID_PATTERN
-from tongban_kit.pagination import Page
+from tongban_kit.pagination import Page, page_response
 from tongban_kit.problems import Problem, problem_responses
 from tongban_org import tree
 from tongban_org.api.deps import Cursor, Limit, PrincipalDep, SessionDep, SettingsDep
@@ -186,7 +186,12 @@ async def children(
     return await tree.children(s, unit=await _unit(s, unit_id), status=status, limit=limit, cursor=cursor)
 
 
-@router.get("/{unit_id:uid}/subtree", summary="Descendants (depth-first)", responses=problem_responses(400, 404, 422))
+@router.get(
+    "/{unit_id:uid}/subtree",
+    summary="Descendants (depth-first)",
+    response_model=Page[UnitPublic],
+    responses=problem_responses(400, 404, 422),
+)
 async def subtree(
     s: SessionDep,
     unit_id: UnitId,
@@ -194,9 +199,11 @@ async def subtree(
     cursor: Cursor = None,
     depth: Annotated[int | None, Query(ge=1, le=20, description="levels below the unit")] = None,
     status: UnitStatus | None = None,
-) -> Page[UnitPublic]:
+) -> Response:
     """Descendants in depth-first order, each with `parent_id` and `depth` to rebuild the tree."""
-    return await tree.subtree(s, unit=await _unit(s, unit_id), depth=depth, status=status, limit=limit, cursor=cursor)
+    unit = await _unit(s, unit_id)
+    items, nxt = await tree.subtree_rows(s, unit=unit, depth=depth, status=status, limit=limit, cursor=cursor)
+    return page_response(items, nxt)
 
 
 @router.get("/{unit_id:uid}/subtree/count", summary="Number of descendants", responses=problem_responses(404, 422))
