@@ -46,6 +46,7 @@ contracts-check: venv
 
 bench: venv ## run the benchmarks (needs PostgreSQL and NATS; see bench/README.md)
 	$(BIN)/python bench/org_bench.py
+	$(BIN)/python bench/user_bench.py
 
 constraints: venv ## re-pin every installed package
 	{ echo "# Pinned versions of every dependency (name==version only). Regenerate with: make constraints"; \
