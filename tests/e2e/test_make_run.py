@@ -72,7 +72,14 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         status, spec = _call("GET", f"{base}/openapi.json")
         assert "/api/v1/orgs/units/{unit_id}/subtree" in spec["paths"]
         status, ready = _call("GET", f"{base}/readyz")
-        assert status == 200 and ready["checks"] == {"org": "ok", "user": "ok"}
+        assert status == 200 and ready["checks"] == {"org": "ok", "user": "ok", "auth": "ok"}
+
+        status, discovery = _call("GET", f"{base}/.well-known/openid-configuration")
+        assert status == 200 and discovery["jwks_uri"].endswith("/oauth2/jwks")
+        status, jwks = _call("GET", f"{base}/oauth2/jwks")
+        assert status == 200 and {k["alg"] for k in jwks["keys"]} == {"ES256", "RS256"}
+        status, demo = _call("GET", f"{base}/api/v1/auth/clients/demo-app", headers=ADMIN)
+        assert status == 200 and demo["client_type"] == "confidential" and "client_secret" not in demo
 
         status, me = _call("GET", f"{base}/api/v1/users/me", headers={"X-Tongban-Principal": "demo-citizen"})
         assert status == 200 and me["kind"] == "citizen" and me["masked"] is True

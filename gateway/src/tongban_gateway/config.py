@@ -20,7 +20,11 @@ class Settings(ServiceSettings):
     port: int = 8000
     #: service name → base URLs of its instances (round-robin); env as JSON
     upstreams: dict[str, list[str]] = Field(
-        default_factory=lambda: {"org": ["http://127.0.0.1:8101"], "user": ["http://127.0.0.1:8102"]}
+        default_factory=lambda: {
+            "org": ["http://127.0.0.1:8101"],
+            "user": ["http://127.0.0.1:8102"],
+            "auth": ["http://127.0.0.1:8103"],
+        }
     )
     #: optional YAML or JSON route table; the built-in table is used when unset
     routes_file: str | None = None

@@ -14,6 +14,9 @@ DEFAULT_ROUTES: list[dict[str, Any]] = [
     {"prefix": "/api/v1/orgs", "upstream": "org"},
     {"prefix": "/api/v1/users", "upstream": "user"},
     {"prefix": "/scim/v2", "upstream": "user"},
+    {"prefix": "/.well-known", "upstream": "auth", "public": True},
+    {"prefix": "/oauth2", "upstream": "auth", "public": True},
+    {"prefix": "/api/v1/auth", "upstream": "auth"},
 ]
 
 

@@ -29,7 +29,7 @@ def handlers(rt: Runtime, cipher: PiiCipher) -> dict[str, Callable[[Any], Awaita
     db = rt.db
 
     async def get_users(req: GetUsersRequest) -> UsersReply:
-        async with db.session() as s:
+        async with db.read_session() as s:
             rows = (await s.exec(select(UserAccount).where(col(UserAccount.id).in_(req.ids)))).all()
             ops = await operators_of(s, [u.id for u in rows])
         by_id = {u.id: u for u in rows}
@@ -49,7 +49,7 @@ def handlers(rt: Runtime, cipher: PiiCipher) -> dict[str, Callable[[Any], Awaita
             stmt = stmt.where(col(UserAccount.credit_code) == str(req.credit_code).upper())
         if req.kind is not None:
             stmt = stmt.where(col(UserAccount.kind) == req.kind)
-        async with db.session() as s:
+        async with db.read_session() as s:
             rows = (await s.exec(stmt.limit(2))).all()
             if not rows:
                 raise RpcNotFound("no account matches")
@@ -59,7 +59,7 @@ def handlers(rt: Runtime, cipher: PiiCipher) -> dict[str, Callable[[Any], Awaita
         return LookupReply(user=to_public(rows[0], ops.get(rows[0].id, [])))
 
     async def contacts(req: ContactsRequest) -> ContactsReply:
-        async with db.session() as s:
+        async with db.read_session() as s:
             rows = (await s.exec(select(UserAccount).where(col(UserAccount.id).in_(req.ids)))).all()
         return ContactsReply(
             contacts=[Contact(id=u.id, name=u.name, mobile=u.mobile, email=u.email, status=u.status) for u in rows]

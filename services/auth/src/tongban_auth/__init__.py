@@ -1,0 +1,1 @@
+"""Tongban authentication service."""
