@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import JSON, DateTime, String, Table, event, insert, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
@@ -136,6 +136,31 @@ class Database:
 
 event.listen(Session, "after_commit", _after_commit)
 event.listen(Session, "after_soft_rollback", lambda s, _t: _after_rollback(s))
+
+
+async def copy_rows(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Bulk-insert Python values in the session's transaction: COPY on PostgreSQL, executemany elsewhere."""
+    if not rows:
+        return
+    conn = await session.connection()
+    if conn.dialect.name != "postgresql":
+        await session.exec(insert(table), params=[dict(zip(columns, r, strict=True)) for r in rows])
+        return
+    # COPY takes values in the database's form: JSON as text, string enums as plain strings
+    json_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    str_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, String)]
+    if json_at or str_at:
+        converted = []
+        for r in rows:
+            row = list(r)
+            for i in json_at:
+                row[i] = None if row[i] is None else _json_dumps(row[i])
+            for i in str_at:
+                row[i] = None if row[i] is None else str(row[i])
+            converted.append(tuple(row))
+        rows = converted
+    raw = await conn.get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(table.name, records=rows, columns=list(columns))  # type: ignore[union-attr]
 
 
 def run_migrations(script_location: str | Path, url: str, revision: str = "head") -> None:

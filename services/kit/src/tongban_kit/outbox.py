@@ -9,12 +9,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, delete, insert, update
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, delete, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tongban_kit.context import TRACEPARENT_HEADER
-from tongban_kit.db import Database, UtcDateTime, on_commit
+from tongban_kit.db import Database, UtcDateTime, copy_rows, on_commit
 from tongban_kit.events import CONTENT_TYPE, CloudEvent, EventSpec, make_event
 from tongban_kit.nats import Bus
 
@@ -69,17 +69,9 @@ async def add_events(session: AsyncSession, events: list[CloudEvent]) -> None:
     """Write many events into the outbox with one bulk insert, in list order (for bulk operations)."""
     if not events:
         return
-    rows = [
-        {
-            "event_id": e.id,
-            "type": e.type,
-            "payload": e.to_json().decode(),
-            "traceparent": e.traceparent,
-            "created_at": e.time,
-        }
-        for e in events
-    ]
-    await session.exec(insert(OutboxEvent), params=rows)
+    columns = ("event_id", "type", "payload", "traceparent", "created_at")
+    rows = [(e.id, e.type, e.to_json().decode(), e.traceparent, e.time) for e in events]
+    await copy_rows(session, OutboxEvent.__table__, columns, rows)  # type: ignore[attr-defined]
     on_commit(session, _wake_all)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, tuple_, update
@@ -111,7 +112,7 @@ def _normalise(field: str, value: Any) -> Any:
     return value
 
 
-def _set_id_number(u: UserAccount, value: str | None, cipher: PiiCipher) -> None:
+def _set_id_number(u: Any, value: str | None, cipher: PiiCipher) -> None:
     if value is None:
         u.id_number_enc = u.id_number_hash = u.id_number_masked = None
         u.gender = u.birth_date = None
@@ -119,7 +120,7 @@ def _set_id_number(u: UserAccount, value: str | None, cipher: PiiCipher) -> None
     u.id_number_enc = cipher.encrypt(value)
     u.id_number_hash = cipher.lookup_hash(value)
     u.id_number_masked = identity.mask_id_number(value)
-    u.gender = identity.gender_of(value)  # type: ignore[assignment]
+    u.gender = identity.gender_of(value)
     u.birth_date = identity.birth_date_of(value)
 
 
@@ -180,26 +181,33 @@ async def _commit(s: AsyncSession) -> None:
         raise Problem(409, "a unique value is already taken by another account", type="conflict") from exc
 
 
-def new_account(data: UserCreate, cipher: PiiCipher, *, account_id: str) -> UserAccount:
-    """An account row from a creation body: personal data normalised and checked, identity number protected."""
+def new_account(data: UserCreate, cipher: PiiCipher, *, account_id: str, plain: bool = False) -> Any:
+    """An account row from a creation body: personal data normalised and checked, identity number protected.
+
+    `plain` gives a lightweight attribute object instead of an ORM instance (bulk imports copy its values).
+    """
     now = utcnow()
-    u = UserAccount(
-        id=account_id,
-        kind=data.kind,
-        name=data.name.strip(),
-        real_name=data.real_name,
-        username=data.username,
-        mobile=_normalise("mobile", data.mobile),
-        email=_normalise("email", data.email),
-        credit_code=_normalise("credit_code", data.credit_code),
-        representative_id=data.representative_id,
-        external_id=data.external_id,
-        enterprise=data.enterprise.model_dump(exclude_none=True) if data.enterprise else {},
-        status=Status.active,
-        version=1,
-        created_at=now,
-        updated_at=now,
-    )
+    fields = {
+        "id": account_id,
+        "kind": data.kind,
+        "name": data.name.strip(),
+        "real_name": data.real_name,
+        "username": data.username,
+        "mobile": _normalise("mobile", data.mobile),
+        "email": _normalise("email", data.email),
+        "credit_code": _normalise("credit_code", data.credit_code),
+        "representative_id": data.representative_id,
+        "external_id": data.external_id,
+        "enterprise": data.enterprise.model_dump(exclude_none=True) if data.enterprise else {},
+        "status": Status.active,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+        "status_reason": None,
+        "status_changed_at": None,
+    }
+    u: Any = SimpleNamespace(**fields) if plain else UserAccount(**fields)
     _set_id_number(u, _normalise("id_number", data.id_number), cipher)
     return u
 
@@ -400,8 +408,10 @@ async def search(
     )
     after = decode_cursor(cursor)
     if q:
-        prefix = q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(col(UserAccount.name).like(prefix + "%", escape="\\"))
+        # a byte-order range on the (name, id) index: names starting with the prefix, in index order
+        prefix = q.strip()
+        upper = prefix[:-1] + chr(min(ord(prefix[-1]) + 1, 0x10FFFF)) if prefix else prefix
+        stmt = stmt.where(col(UserAccount.name) >= prefix, col(UserAccount.name) < upper)
         if after:
             stmt = stmt.where(
                 tuple_(col(UserAccount.name), col(UserAccount.id)) > tuple_(str(after.get("n")), str(after.get("id")))

@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tongban_kit.db import copy_rows
 from tongban_kit.events import make_event
 from tongban_kit.ids import new_id
 from tongban_kit.outbox import add_events
@@ -122,7 +122,7 @@ async def import_users(
     for n, raw in enumerate(rows, start=1):
         try:
             data = UserCreate.model_validate(raw)
-            u = new_account(data, cipher, account_id=new_id())
+            u = new_account(data, cipher, account_id=new_id(), plain=True)
         except ValidationError as exc:
             errors += [
                 RowError(row=n, field=".".join(str(p) for p in e["loc"]) or None, message=e["msg"])
@@ -159,7 +159,7 @@ async def import_users(
     users = [u for _, u in accounts]
     for i in range(0, len(users), 2000):
         chunk = users[i : i + 2000]
-        await s.exec(insert(UserAccount), params=[{c: getattr(u, c) for c in COLUMNS} for u in chunk])
+        await copy_rows(s, UserAccount.__table__, COLUMNS, [tuple(getattr(u, c) for c in COLUMNS) for u in chunk])  # type: ignore[attr-defined]
         await add_events(
             s,
             [

@@ -48,14 +48,17 @@ class UserAccount(SQLModel, table=True):
     __tablename__ = "user_account"
     __table_args__ = (
         UniqueConstraint("kind", "id_number_hash", name="uq_user_kind_id_number"),
-        Index("ix_user_name", "name", "id", postgresql_ops={"name": "text_pattern_ops"}),
+        Index("ix_user_name", "name", "id"),
         Index("ix_user_id_number_hash", "id_number_hash"),
         Index("ix_user_kind_status", "kind", "status", "id"),
     )
 
     id: str = Field(default_factory=new_id, sa_column=Column(String(36), primary_key=True))
     kind: Kind = Field(sa_column=Column(String(16), nullable=False))
-    name: str = Field(sa_column=Column(String(100), nullable=False))
+    #: byte-order collation on PostgreSQL: one (name, id) index serves prefix search and its order
+    name: str = Field(
+        sa_column=Column(String(100).with_variant(String(100, collation="C"), "postgresql"), nullable=False)
+    )
     real_name: str | None = Field(default=None, sa_column=Column(String(100)))
     username: str | None = Field(default=None, sa_column=Column(String(64), unique=True))
     mobile: str | None = Field(default=None, sa_column=Column(String(11), unique=True))

@@ -21,7 +21,7 @@ from tongban_user.contract import (
     UsersReply,
 )
 from tongban_user.crypto import PiiCipher
-from tongban_user.models import Status, UserAccount
+from tongban_user.models import Kind, Status, UserAccount
 
 
 def handlers(rt: Runtime, cipher: PiiCipher) -> dict[str, Callable[[Any], Awaitable[Any]]]:
@@ -31,7 +31,7 @@ def handlers(rt: Runtime, cipher: PiiCipher) -> dict[str, Callable[[Any], Awaita
     async def get_users(req: GetUsersRequest) -> UsersReply:
         async with db.read_session() as s:
             rows = (await s.exec(select(UserAccount).where(col(UserAccount.id).in_(req.ids)))).all()
-            ops = await operators_of(s, [u.id for u in rows])
+            ops = await operators_of(s, [u.id for u in rows if u.kind == Kind.legal_person])
         by_id = {u.id: u for u in rows}
         return UsersReply(users=[to_public(by_id[i], ops.get(i, [])) for i in dict.fromkeys(req.ids) if i in by_id])
 
@@ -55,7 +55,7 @@ def handlers(rt: Runtime, cipher: PiiCipher) -> dict[str, Callable[[Any], Awaita
                 raise RpcNotFound("no account matches")
             if len(rows) > 1:
                 raise RpcBadRequest("more than one account matches; give the kind")
-            ops = await operators_of(s, [rows[0].id])
+            ops = await operators_of(s, [rows[0].id]) if rows[0].kind == Kind.legal_person else {}
         return LookupReply(user=to_public(rows[0], ops.get(rows[0].id, [])))
 
     async def contacts(req: ContactsRequest) -> ContactsReply:
