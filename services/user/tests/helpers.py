@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
@@ -12,6 +10,7 @@ import httpx
 
 from tongban_kit.codes import make_credit_code
 from tongban_kit.demo import demo_user_id
+from tongban_kit.testing.helpers import assert_problem, eventually  # noqa: F401
 from tongban_user.identity import make_id_number
 
 USERS = "/api/v1/users"
@@ -130,27 +129,3 @@ async def all_pages(
         if cursor is None:
             return items, sizes
     raise AssertionError("more than 100 pages")
-
-
-def assert_problem(r: httpx.Response, status: int, type_suffix: str | None = None) -> dict[str, Any]:
-    """Check an RFC 9457 problem answer and return its body."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/problem+json", r.headers["content-type"]
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status and body["title"]
-    if type_suffix is not None:
-        assert body["type"].endswith("/" + type_suffix), body
-    return body
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 5.0, what: str = "") -> T:
-    """Poll `probe` until it returns something other than None (or fail after `timeout` seconds)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or 'a condition'}")
-        await asyncio.sleep(0.02)
