@@ -414,27 +414,38 @@ def import_rows(city: UnitRow, county_number: int, n_rows: int, credit_start: in
 
 
 class Service:
-    """The org service as a child process (`python -m tongban_org serve`)."""
+    """A Tongban service as a child process (`python -m tongban_<name> serve`)."""
 
-    def __init__(self, db_url: str, nats_url: str, namespace: str) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        nats_url: str,
+        namespace: str,
+        *,
+        name: str = "org",
+        script: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.namespace = namespace
-        self.log = tempfile.NamedTemporaryFile(prefix="org-bench-", suffix=".log", delete=False)  # noqa: SIM115
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-bench-", suffix=".log", delete=False)  # noqa: SIM115
+        prefix = f"TONGBAN_{name.upper()}_"
         env = dict(os.environ)
         env.update(
             {
-                "TONGBAN_ORG_DATABASE_URL": db_url,
-                "TONGBAN_ORG_NATS_URL": nats_url,
-                "TONGBAN_ORG_NATS_NAMESPACE": namespace,
-                "TONGBAN_ORG_PORT": str(self.port),
-                "TONGBAN_ORG_HOST": "127.0.0.1",
-                "TONGBAN_ORG_LOG_LEVEL": "WARNING",
+                f"{prefix}DATABASE_URL": db_url,
+                f"{prefix}NATS_URL": nats_url,
+                f"{prefix}NATS_NAMESPACE": namespace,
+                f"{prefix}PORT": str(self.port),
+                f"{prefix}HOST": "127.0.0.1",
+                f"{prefix}LOG_LEVEL": "WARNING",
+                **(extra_env or {}),
             }
         )
-        # `org_bench.py --serve-service` runs `python -m tongban_org serve` (the same entry point) under
-        # a command line of its own, so that scripts stopping "tongban_org serve" by name leave it alone
+        # `<bench script> --serve-service` runs `python -m tongban_<name> serve` (the same entry point) under
+        # a command line of its own, so that scripts stopping "tongban_<name> serve" by name leave it alone
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), SERVE_FLAG],
+            [sys.executable, str(script or Path(__file__).resolve()), SERVE_FLAG],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import logging
 import os
 import random
 import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -45,6 +42,7 @@ from org_bench import (
     DEFAULT_PG,
     Http,
     Result,
+    Service,
     fmt_ms,
     machine_info,
     outbox_backlog,
@@ -54,7 +52,6 @@ from org_bench import (
 )
 
 from tongban_kit import codes
-from tongban_kit.natsserver import free_port
 from tongban_user import identity
 from tongban_user.crypto import PiiCipher
 
@@ -480,75 +477,6 @@ def import_rows(gen: Generator, n: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ service
 
 
-class Service:
-    """The user service as a child process (`python -m tongban_user serve`)."""
-
-    def __init__(self, db_url: str, nats_url: str, namespace: str, enc_key: str, hash_key: str) -> None:
-        self.port = free_port()
-        self.namespace = namespace
-        self.log = tempfile.NamedTemporaryFile(prefix="user-bench-", suffix=".log", delete=False)  # noqa: SIM115
-        env = dict(os.environ)
-        env.update(
-            {
-                "TONGBAN_USER_DATABASE_URL": db_url,
-                "TONGBAN_USER_NATS_URL": nats_url,
-                "TONGBAN_USER_NATS_NAMESPACE": namespace,
-                "TONGBAN_USER_PORT": str(self.port),
-                "TONGBAN_USER_HOST": "127.0.0.1",
-                "TONGBAN_USER_LOG_LEVEL": "WARNING",
-                "TONGBAN_USER_PII_ENCRYPTION_KEY": enc_key,
-                "TONGBAN_USER_PII_HASH_KEY": hash_key,
-            }
-        )
-        # `user_bench.py --serve-service` runs `python -m tongban_user serve` (the same entry point) under
-        # a command line of its own, so that scripts stopping "tongban_user serve" by name leave it alone
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), SERVE_FLAG],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until /readyz answers 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the service exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-                conn.close()
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"the service was not ready within {timeout}s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 40) -> str:
-        """The last lines of the service's output."""
-        try:
-            return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s; removes the log file."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
-
-
 # -------------------------------------------------------------------------------------- measuring
 
 
@@ -931,7 +859,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  kinds {dict(data.kinds)}, statuses {dict(data.statuses)}")
 
-        service = Service(service_url, args.nats, namespace, enc_key, hash_key)
+        service = Service(
+            service_url,
+            args.nats,
+            namespace,
+            name="user",
+            script=Path(__file__).resolve(),
+            extra_env={"TONGBAN_USER_PII_ENCRYPTION_KEY": enc_key, "TONGBAN_USER_PII_HASH_KEY": hash_key},
+        )
         service.wait_ready()
         print(f"service up on port {service.port} (NATS namespace {namespace})\n")
         results, info = run_measurements(args, data, service)
