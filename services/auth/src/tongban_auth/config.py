@@ -45,6 +45,32 @@ class Settings(ServiceSettings):
     #: interim identity: trust `X-Tongban-Principal` until the service checks its own tokens
     trust_principal_header: bool = True
 
+    #: `aud` of access tokens for the Tongban APIs behind the gateway
+    api_audience: str = "tongban-api"
+    #: authorization codes are valid this long (≤ 60 s)
+    code_lifetime_seconds: int = 60
+    #: pushed authorization requests are valid this long
+    par_lifetime_seconds: int = 90
+    #: single sign-on sessions last this long without activity, and at most `session_max_seconds`
+    session_idle_seconds: int = 8 * 3600
+    session_max_seconds: int = 7 * 86400
+    #: a grant (and its refresh tokens) lasts at most this long
+    grant_max_seconds: int = 30 * 86400
+    #: the SSO cookie name; `__Host-` prefixed (Secure, Path=/) unless the issuer is plain http
+    session_cookie: str = "tongban_sso"
+    #: send cookies with `Secure`; unset: when the issuer is https
+    secure_cookies: bool | None = None
+    #: seconds a client may be off in `iat`/`exp` of its assertions and a verifier's clock
+    clock_skew_seconds: int = 30
+    #: where one-time codes go until the message service exists: `log` (development only)
+    otp_channel: Literal["log", "message"] = "log"
+    #: brute-force protection: free failures per key before delays start, and the longest delay
+    throttle_free_failures: int = 3
+    throttle_max_delay_seconds: int = 900
+    #: `acr` values: password only, and multi-factor
+    acr_password: str = "urn:tongban:acr:pwd"
+    acr_mfa: str = "urn:tongban:acr:mfa"
+
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
@@ -69,6 +95,13 @@ class Settings(ServiceSettings):
     def default_alg(self) -> SigningAlg:
         """The algorithm that signs unless a client asks for another."""
         return self.signing_algs[0]
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Whether cookies carry `Secure` (the issuer is https, unless settings say otherwise)."""
+        if self.secure_cookies is None:
+            return self.issuer.startswith("https://")
+        return self.secure_cookies
 
     @property
     def loopback_http_allowed(self) -> bool:

@@ -57,6 +57,63 @@ class ClientStatusChanged(BaseModel):
     actor: str | None = None
 
 
+class LoginSucceeded(BaseModel):
+    """Payload of auth.login.succeeded.v1: who signed in, how, from where (no credentials)."""
+
+    user_id: str
+    sid: str = Field(description="the single sign-on session")
+    amr: list[str] = Field(description="authentication methods (RFC 8176)")
+    acr: str
+    client_id: str | None = Field(None, description="the app the sign-in was for, if any")
+    ip: str | None = None
+
+
+class LoginFailed(BaseModel):
+    """Payload of auth.login.failed.v1: a failed password or one-time-code check (the attempt itself is not kept)."""
+
+    user_id: str | None = Field(None, description="the account, when the login name matched one")
+    login_hint: str | None = Field(None, description="the login name as typed, masked")
+    method: str = Field(description="pwd | otp | totp | recovery")
+    reason: str = Field(description="unknown_account | bad_credentials | throttled | account_disabled | no_password")
+    client_id: str | None = None
+    ip: str | None = None
+
+
+class TokenIssued(BaseModel):
+    """Payload of auth.token.issued.v1: what was issued to whom; never a token value."""
+
+    jti: str = Field(description="id of the access token")
+    client_id: str
+    sub: str = Field(description="the user, or the client itself for client_credentials")
+    grant_type: str
+    scope: str
+    grant_id: str | None = None
+    refresh_token_issued: bool = False
+    id_token_issued: bool = False
+    actor: str | None = Field(None, description="the acting client (`act.sub`) for token exchange")
+    expires_at: datetime
+
+
+class TokenRevoked(BaseModel):
+    """Payload of auth.token.revoked.v1: verifiers deny this `jti`, or every token of this grant, until `expires_at`."""
+
+    jti: str | None = Field(None, description="one access token")
+    grant_id: str | None = Field(None, description="every token issued under this grant")
+    client_id: str
+    sub: str | None = None
+    reason: str = Field(description="revoked | refresh_reuse | code_replay | logout | consent_revoked | disabled")
+    expires_at: datetime = Field(description="after this time no token it covers is valid anyway")
+
+
+class SessionEnded(BaseModel):
+    """Payload of auth.session.ended.v1: a single sign-on session ended (logout, sign-out everywhere, expiry)."""
+
+    sid: str
+    user_id: str
+    reason: str = Field(description="logout | signout_everywhere | expired | admin")
+    grant_ids: list[str] = Field(default_factory=list, description="grants revoked with the session")
+
+
 KEY_ROTATED = EventSpec("auth.key.rotated.v1", KeyRotated, "The signing key of an algorithm was rotated.")
 CLIENT_REGISTERED = EventSpec("auth.client.registered.v1", ClientRegistered, "A client (application) was registered.")
 CLIENT_UPDATED = EventSpec("auth.client.updated.v1", ClientUpdated, "A client's registration changed.")
@@ -68,10 +125,32 @@ CLIENT_DISABLED = EventSpec(
 )
 CLIENT_ENABLED = EventSpec("auth.client.enabled.v1", ClientStatusChanged, "A disabled client was enabled.")
 
+LOGIN_SUCCEEDED = EventSpec(
+    "auth.login.succeeded.v1", LoginSucceeded, "A person signed in (a session started or stepped up)."
+)
+LOGIN_FAILED = EventSpec("auth.login.failed.v1", LoginFailed, "A sign-in attempt failed.")
+TOKEN_ISSUED = EventSpec("auth.token.issued.v1", TokenIssued, "Tokens were issued at the token endpoint.")
+TOKEN_REVOKED = EventSpec(
+    "auth.token.revoked.v1", TokenRevoked, "A token or a whole grant was revoked: verifiers deny it before expiry."
+)
+SESSION_ENDED = EventSpec("auth.session.ended.v1", SessionEnded, "A single sign-on session ended.")
+
 CONTRACT = ServiceContract(
     name="auth",
     version=VERSION,
     description="Authentication (统一身份认证): OAuth 2.1 / OpenID Connect provider, signing keys, client registry.",
     streams=(StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service"),),
-    events=(KEY_ROTATED, CLIENT_REGISTERED, CLIENT_UPDATED, CLIENT_SECRET_ROTATED, CLIENT_DISABLED, CLIENT_ENABLED),
+    events=(
+        KEY_ROTATED,
+        CLIENT_REGISTERED,
+        CLIENT_UPDATED,
+        CLIENT_SECRET_ROTATED,
+        CLIENT_DISABLED,
+        CLIENT_ENABLED,
+        LOGIN_SUCCEEDED,
+        LOGIN_FAILED,
+        TOKEN_ISSUED,
+        TOKEN_REVOKED,
+        SESSION_ENDED,
+    ),
 )

@@ -45,6 +45,7 @@ class GrantType(StrEnum):
     authorization_code = "authorization_code"
     refresh_token = "refresh_token"
     client_credentials = "client_credentials"
+    token_exchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 class AuthMethod(StrEnum):
