@@ -261,3 +261,13 @@ class PushedRequest(SQLModel, table=True):
     params: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class UsedAssertion(SQLModel, table=True):
+    """`jti` of a client assertion (private_key_jwt) already used; kept until the assertion expires."""
+
+    __tablename__ = "auth_used_assertion"
+
+    jti: str = Field(sa_column=Column(String(200), primary_key=True))
+    client_id: str = Field(sa_column=Column(String(100), primary_key=True))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

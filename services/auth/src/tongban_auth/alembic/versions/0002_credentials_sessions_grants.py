@@ -1,8 +1,8 @@
-"""credentials, sessions, grants, codes, tokens, consents
+"""credentials sessions grants
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 23:59:54.598306
+Create Date: 2026-11-27
 
 """
 
@@ -10,7 +10,6 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel  # noqa: F401
 
 
 # revision identifiers, used by Alembic.
@@ -33,9 +32,9 @@ def upgrade() -> None:
         sa.Column("code_challenge", sa.String(length=128), nullable=True),
         sa.Column("code_challenge_method", sa.String(length=10), nullable=True),
         sa.Column("nonce", sa.String(length=500), nullable=True),
-        sa.Column("created_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("used_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("code_digest"),
     )
     op.create_table(
@@ -43,21 +42,21 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("client_id", sa.String(length=100), nullable=False),
         sa.Column("scopes", sa.JSON(), nullable=False),
-        sa.Column("granted_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("user_id", "client_id"),
     )
     op.create_table(
         "auth_credential",
         sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("password_hash", sa.String(length=200), nullable=True),
-        sa.Column("password_changed_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("password_changed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("totp_secret_enc", sa.Text(), nullable=True),
-        sa.Column("totp_confirmed_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("totp_confirmed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("totp_last_step", sa.Integer(), nullable=True),
         sa.Column("recovery_codes", sa.JSON(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("updated_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("user_id"),
     )
     op.create_table(
@@ -67,12 +66,12 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("session_id", sa.String(length=64), nullable=True),
         sa.Column("scopes", sa.JSON(), nullable=False),
-        sa.Column("auth_time", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("auth_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("amr", sa.JSON(), nullable=False),
         sa.Column("acr", sa.String(length=100), nullable=False),
-        sa.Column("created_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoke_reason", sa.String(length=40), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -88,9 +87,9 @@ def upgrade() -> None:
         sa.Column("destination", sa.String(length=254), nullable=False),
         sa.Column("code_digest", sa.String(length=128), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("created_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("used_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("auth_otp_challenge", schema=None) as batch_op:
@@ -101,8 +100,8 @@ def upgrade() -> None:
         sa.Column("request_uri", sa.String(length=200), nullable=False),
         sa.Column("client_id", sa.String(length=100), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
-        sa.Column("created_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("request_uri"),
     )
     op.create_table(
@@ -111,10 +110,10 @@ def upgrade() -> None:
         sa.Column("grant_id", sa.String(length=36), nullable=False),
         sa.Column("client_id", sa.String(length=100), nullable=False),
         sa.Column("scopes", sa.JSON(), nullable=False),
-        sa.Column("created_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("rotated_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("rotated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("token_digest"),
     )
     with op.batch_alter_table("auth_refresh_token", schema=None) as batch_op:
@@ -125,8 +124,8 @@ def upgrade() -> None:
         sa.Column("jti", sa.String(length=64), nullable=False),
         sa.Column("client_id", sa.String(length=100), nullable=False),
         sa.Column("grant_id", sa.String(length=36), nullable=True),
-        sa.Column("revoked_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("jti"),
     )
     with op.batch_alter_table("auth_revoked_token", schema=None) as batch_op:
@@ -137,15 +136,15 @@ def upgrade() -> None:
         sa.Column("sid", sa.String(length=64), nullable=False),
         sa.Column("cookie_digest", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=36), nullable=False),
-        sa.Column("auth_time", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("auth_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("amr", sa.JSON(), nullable=False),
         sa.Column("acr", sa.String(length=100), nullable=False),
         sa.Column("ip", sa.String(length=64), nullable=True),
         sa.Column("user_agent", sa.String(length=300), nullable=True),
-        sa.Column("created_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("last_seen_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("ended_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("end_reason", sa.String(length=40), nullable=True),
         sa.PrimaryKeyConstraint("sid"),
         sa.UniqueConstraint("cookie_digest"),
@@ -157,9 +156,16 @@ def upgrade() -> None:
         "auth_throttle",
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("blocked_until", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("last_failure_at", tongban_kit.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
+        "auth_used_assertion",
+        sa.Column("jti", sa.String(length=200), nullable=False),
+        sa.Column("client_id", sa.String(length=100), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("jti", "client_id"),
     )
     # ### end Alembic commands ###
 
@@ -167,6 +173,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Downgrade schema."""
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table("auth_used_assertion")
     op.drop_table("auth_throttle")
     with op.batch_alter_table("auth_session", schema=None) as batch_op:
         batch_op.drop_index("ix_auth_session_user")
