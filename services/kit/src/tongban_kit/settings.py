@@ -43,6 +43,14 @@ class ServiceSettings(BaseSettings):
     nats_namespace: str = ""
     #: public base URL used in links (e.g. the gateway URL)
     public_url: str = "http://127.0.0.1:8000"
+    #: the issuer (`iss`) of the access tokens this service accepts; empty: Bearer tokens are not configured
+    oidc_issuer: str = ""
+    #: where the issuer's JWK Set is; empty: `<oidc_issuer>/oauth2/jwks`
+    oidc_jwks_url: str = ""
+    #: the audience (`aud`) access tokens must name to be accepted here
+    oidc_audience: str = "tongban-api"
+    #: clock skew tolerated on `exp`, `nbf` and `iat`
+    oidc_leeway_seconds: float = 30.0
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:

@@ -1,0 +1,154 @@
+"""The revocation feed against a real NATS JetStream: live events, replay on start, lost consumers, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tongban_kit.events import CloudEvent, publish_event
+from tongban_kit.nats import Bus, StreamSpec, connect
+from tongban_kit.natsserver import LocalNatsServer
+from tongban_kit.revocations import REVOKED_SUBJECT, RevocationFeed
+from tongban_kit.testing.helpers import eventually
+from tongban_kit.testing.tokens import TestIssuer
+from tongban_kit.tokens import InvalidToken, JwksSource, RevocationList, TokenVerifier
+
+#: the authentication service's stream, as it declares it
+AUTH_STREAM = StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service")
+
+
+def revoked_event(*, jti: str | None = None, grant_id: str | None = None, minutes: float = 10) -> CloudEvent:
+    return CloudEvent(
+        source="/tongban/auth",
+        type=REVOKED_SUBJECT,
+        subject=jti or grant_id,
+        data={
+            "jti": jti,
+            "grant_id": grant_id,
+            "client_id": "demo-app",
+            "sub": "user-1",
+            "reason": "revoked",
+            "expires_at": (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat(),
+        },
+    )
+
+
+@pytest.fixture
+async def bus(nats_url: str, nats_namespace: str) -> AsyncIterator[Bus]:
+    """A bus in this run's namespace (so the recorder checks every event against its contract)."""
+    b = await connect(nats_url, name="revocation-test", namespace=nats_namespace)
+    await b.ensure_stream(AUTH_STREAM)
+    yield b
+    await b.close()
+
+
+async def test_live_revocations_reach_the_verifier(bus: Bus) -> None:
+    issuer = TestIssuer()
+    revocations = RevocationList()
+    verifier = TokenVerifier(
+        JwksSource.from_jwks(issuer.jwks), issuer=issuer.issuer, audience="tongban-api", revocations=revocations
+    )
+    feed = RevocationFeed(bus, revocations, replay_seconds=0.5)
+    assert await feed.start(wait=5)
+    try:
+        token, grant_token = issuer.mint(), issuer.mint(gid="grant-" + secrets.token_hex(4))
+        vt, gt = await verifier.verify(token), await verifier.verify(grant_token)  # both cached now
+        await publish_event(bus, revoked_event(jti=vt.jti))
+        await publish_event(bus, revoked_event(grant_id=gt.grant_id))
+
+        async def applied() -> bool | None:
+            return True if revocations.is_revoked(vt.jti) and revocations.is_revoked(None, gt.grant_id) else None
+
+        await eventually(applied, what="revocations applied")
+        for t in (token, grant_token):
+            with pytest.raises(InvalidToken) as info:
+                await verifier.verify(t)
+            assert info.value.reason == "revoked"
+    finally:
+        await feed.stop()
+
+
+async def _true(cond: bool) -> bool | None:
+    return True if cond else None
+
+
+async def test_new_feed_replays_the_revocations_still_in_force(bus: Bus) -> None:
+    old_jti = "old-" + secrets.token_hex(4)
+    await publish_event(bus, revoked_event(jti=old_jti))
+    await asyncio.sleep(1.5)
+    jti, grant = "recent-" + secrets.token_hex(4), "grant-" + secrets.token_hex(4)
+    await publish_event(bus, revoked_event(jti=jti))
+    await publish_event(bus, revoked_event(grant_id=grant))
+    await publish_event(bus, revoked_event(jti="lapsed-" + jti, minutes=-5))  # already over: nothing to deny
+
+    revocations = RevocationList()
+    feed = RevocationFeed(bus, revocations, replay_seconds=1.0)  # starts after the old event
+    try:
+        assert await feed.start(wait=5), "the replay reaches the end of the stream"
+        assert revocations.is_revoked(jti) and revocations.is_revoked(None, grant)
+        assert not revocations.is_revoked("lapsed-" + jti)
+        assert not revocations.is_revoked(old_jti), "outside the replay window"
+        assert feed.applied == 3
+    finally:
+        await feed.stop()
+
+    everything = RevocationList()
+    full = RevocationFeed(bus, everything)  # the default window (one hour) covers both
+    try:
+        assert await full.start(wait=5)
+        assert everything.is_revoked(old_jti) and everything.is_revoked(jti)
+    finally:
+        await full.stop()
+
+
+async def test_feed_recreates_a_lost_consumer(bus: Bus) -> None:
+    revocations = RevocationList()
+    feed = RevocationFeed(bus, revocations, replay_seconds=0.1, check_seconds=0.5, retry_seconds=0.2)
+    assert await feed.start(wait=5)
+    try:
+        stream = bus.stream_name(AUTH_STREAM.name)
+        await publish_event(bus, revoked_event(jti="before-loss"))
+        await eventually(lambda: _true(revocations.is_revoked("before-loss")))
+        applied = feed.applied
+        for info in await bus.js.consumers_info(stream):
+            if info.name.startswith("revocations_"):
+                await bus.js.delete_consumer(stream, info.name)
+        await publish_event(bus, revoked_event(jti="after-loss"))
+        await eventually(lambda: _true(revocations.is_revoked("after-loss")), timeout=10, what="recovery")
+        assert feed.applied == applied + 1, "resumed after the last applied event: nothing twice, nothing lost"
+    finally:
+        await feed.stop()
+    remaining = [i.name for i in await bus.js.consumers_info(stream) if i.name.startswith("revocations_")]
+    assert remaining == [], "stop removes the ephemeral consumer"
+
+
+async def test_feed_waits_for_the_stream_and_survives_a_server_restart(tmp_path: Path) -> None:
+    server = LocalNatsServer(tmp_path / "js").start()
+    bus = await connect(server.url, name="revocation-restart", namespace="rv" + secrets.token_hex(3))
+    revocations = RevocationList()
+    feed = RevocationFeed(bus, revocations, check_seconds=0.5, retry_seconds=0.2, poll_seconds=0.3)
+    try:
+        assert not await feed.start(wait=0.5), "no stream yet: the feed keeps trying"
+        await bus.ensure_stream(AUTH_STREAM)
+        await publish_event(bus, revoked_event(jti="first"))
+        await eventually(lambda: _true(revocations.is_revoked("first")), timeout=10)
+        server.stop()
+        await asyncio.sleep(0.5)
+        server.start()  # same port and store; the in-memory consumer is gone
+        await eventually(lambda: _true(bus.nc.is_connected), timeout=10, what="reconnect")
+        await publish_event(bus, revoked_event(jti="second"))
+        await eventually(lambda: _true(revocations.is_revoked("second")), timeout=15, what="after restart")
+        # a malformed revocation is skipped, the feed goes on (published here: the run's recorder would object)
+        await bus.js.publish(bus.subject(REVOKED_SUBJECT), b'{"not": "an event"}')
+        await publish_event(bus, revoked_event(jti="after-junk"))
+        await eventually(lambda: _true(revocations.is_revoked("after-junk")), what="event after junk")
+        assert feed.applied == 3
+    finally:
+        await feed.stop()
+        await bus.close()
+        server.stop()
