@@ -1,0 +1,169 @@
+"""Brute-force protection shared by every replica: failure counters in `auth_throttle`, progressive delays.
+
+Keys: `acct:<user id>` (password checks of an account), `mfa:<user id>` (its second-factor checks, counted apart so
+a correct password cannot reset them), `login:<login name>` (attempts on a login name no account has), `ip:<address>`
+and `client:<client id>`. After the free failures of a key, each further failure blocks the key for
+`min(2 ** (failures - free), max_delay)` seconds; while any key of an attempt is blocked the attempt is refused
+before any secret is checked. There is no hard lockout, so nobody can lock a person out for good.
+
+Shared keys are looser: an office NAT puts many people behind one address, and an app signs in all its users, so
+an address gets ten times and a client a hundred times the free failures of an account. A counter is forgotten
+a day after its last failure. Counting is one `INSERT … ON CONFLICT DO UPDATE … RETURNING` per key, atomic on
+PostgreSQL and SQLite alike, so concurrent failures are all counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tongban_auth.config import Settings
+from tongban_auth.models import Throttle
+from tongban_kit.outbox import utcnow
+
+#: a counter with no failure for this long starts again from zero
+FORGET_AFTER = timedelta(days=1)
+#: free failures of shared keys, as multiples of an account's
+SCALE = {"ip": 10, "client": 100}
+_MAX_EXPONENT = 30
+_TABLE: Any = Throttle.__table__  # type: ignore[attr-defined]
+
+
+def account_key(user_id: str) -> str:
+    """The key of an account's password checks."""
+    return f"acct:{user_id}"
+
+
+def mfa_key(user_id: str) -> str:
+    """The key of an account's second-factor checks."""
+    return f"mfa:{user_id}"
+
+
+def login_key(login: str) -> str:
+    """The key of a login name that matches no account (normalised: trimmed, case-folded)."""
+    return f"login:{login.strip().casefold()[:190]}"
+
+
+def keys_for(*, ip: str | None = None, client_id: str | None = None, own: Iterable[str] = ()) -> list[str]:
+    """The keys of one attempt: its own (`acct:`, `mfa:` or `login:`) plus the address and client, when known."""
+    keys = list(own)
+    if ip:
+        keys.append(f"ip:{ip[:190]}")
+    if client_id:
+        keys.append(f"client:{client_id[:190]}")
+    return keys
+
+
+def free_failures(key: str, settings: Settings) -> int:
+    """Failures a key may have before delays start."""
+    return settings.throttle_free_failures * SCALE.get(key.split(":", 1)[0], 1)
+
+
+def delay_seconds(failures: int, free: int, max_delay: int) -> int:
+    """The delay after the n-th failure: none while free, then doubling up to `max_delay`."""
+    if failures <= free:
+        return 0
+    return int(min(2 ** min(failures - free, _MAX_EXPONENT), max_delay))
+
+
+async def retry_after(s: AsyncSession, keys: Iterable[str], *, now: datetime | None = None) -> int:
+    """Seconds until every key of an attempt is free again (0: the attempt may be checked now)."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return 0
+    now = now or utcnow()
+    stmt = select(func.max(col(Throttle.blocked_until))).where(
+        col(Throttle.key).in_(wanted), col(Throttle.blocked_until) > now
+    )
+    until = (await s.exec(stmt)).one()
+    if until is None:
+        return 0
+    return max(1, math.ceil((until - now).total_seconds()))
+
+
+def _upsert(dialect: str) -> Any:
+    return (postgresql if dialect == "postgresql" else sqlite).insert(_TABLE)
+
+
+async def record_failure(
+    s: AsyncSession, keys: Iterable[str], settings: Settings, *, now: datetime | None = None
+) -> int:
+    """Count a failure on every key (in the caller's transaction); returns the longest delay it now imposes."""
+    now = now or utcnow()
+    dialect = (await s.connection()).dialect.name
+    t = _TABLE
+    longest = 0
+    for key in sorted(set(keys)):  # one lock order for every writer
+        stmt = _upsert(dialect).values(key=key, failures=1, last_failure_at=now, blocked_until=None)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={
+                "failures": case(
+                    (or_(t.c.last_failure_at.is_(None), t.c.last_failure_at < now - FORGET_AFTER), 1),
+                    else_=t.c.failures + 1,
+                ),
+                "last_failure_at": now,
+            },
+        ).returning(t.c.failures)
+        failures = int((await s.exec(stmt)).scalar_one())
+        delay = delay_seconds(failures, free_failures(key, settings), settings.throttle_max_delay_seconds)
+        if delay:
+            until = now + timedelta(seconds=delay)
+            await s.exec(
+                update(t)
+                .where(and_(t.c.key == key, or_(t.c.blocked_until.is_(None), t.c.blocked_until < until)))
+                .values(blocked_until=until)
+            )
+            longest = max(longest, delay)
+    return longest
+
+
+async def reset(s: AsyncSession, keys: Iterable[str]) -> None:
+    """Forget the failures of keys after a success (the caller passes its own key, never the address)."""
+    wanted = list(set(keys))
+    if wanted:
+        await s.exec(delete(_TABLE).where(_TABLE.c.key.in_(wanted)))
+
+
+async def claim_cooldown(s: AsyncSession, key: str, seconds: int, *, now: datetime | None = None) -> int:
+    """Take a cool-down slot (e.g. one code sent per minute): 0 when taken now, else the seconds left.
+
+    Atomic like the counters: of two concurrent claims exactly one gets the slot.
+    """
+    now = now or utcnow()
+    t = _TABLE
+    until = now + timedelta(seconds=seconds)
+    dialect = (await s.connection()).dialect.name
+    stmt = (
+        _upsert(dialect)
+        .values(key=key, failures=0, blocked_until=until, last_failure_at=None)
+        .on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={"blocked_until": until},
+            where=or_(t.c.blocked_until.is_(None), t.c.blocked_until <= now),
+        )
+        .returning(t.c.key)
+    )
+    if (await s.exec(stmt)).first() is not None:
+        return 0
+    return await retry_after(s, [key], now=now) or 1
+
+
+async def purge(s: AsyncSession, *, now: datetime | None = None) -> int:
+    """Delete counters that block nothing and were forgotten; returns how many (run periodically)."""
+    now = now or utcnow()
+    t = _TABLE
+    result = await s.exec(
+        delete(t).where(
+            or_(t.c.blocked_until.is_(None), t.c.blocked_until <= now),
+            or_(t.c.last_failure_at.is_(None), t.c.last_failure_at < now - FORGET_AFTER),
+        )
+    )
+    return int(result.rowcount or 0)
