@@ -1,29 +1,63 @@
-"""Helpers shared by the org API tests: principals, unit bodies, problem checks, paging, polling."""
+"""Helpers shared by the org API tests: access tokens, unit bodies, problem checks, paging, polling."""
 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any, TypeVar
 
 import httpx
 
+from tongban_kit.bearer import BearerAuth
 from tongban_kit.codes import make_credit_code
+from tongban_kit.demo import demo_user_id
 from tongban_kit.testing.helpers import assert_problem, eventually  # noqa: F401
+from tongban_kit.testing.tokens import TestIssuer
+from tongban_kit.tokens import JwksSource, RevocationList, TokenVerifier
 
 UNITS = "/api/v1/orgs/units"
 MEMBERSHIPS = "/api/v1/orgs/memberships"
 GRANTS = "/api/v1/orgs/admin-grants"
-PRINCIPAL = "X-Tongban-Principal"
+#: the token issuer of the test run (stands in for the auth service)
+ISSUER = TestIssuer()
+#: the scopes of an administrator's token
+WRITER_SCOPES = ("org:read", "org:write", "admin")
+CLIENT = "demo-app"
 
 
-def as_(principal: str) -> dict[str, str]:
-    """Headers of a write made by `principal`."""
-    return {PRINCIPAL: principal}
+def issuer_bearer() -> BearerAuth:
+    """Bearer authentication trusting ISSUER's keys, with its own revocation list (fed over NATS)."""
+    verifier = TokenVerifier(
+        JwksSource.from_jwks(ISSUER.jwks), issuer=ISSUER.issuer, audience=ISSUER.audience, revocations=RevocationList()
+    )
+    return BearerAuth(verifier)
+
+
+def account(username: str) -> str:
+    """The account id (token `sub`) of a user, as the auth service would name them."""
+    return demo_user_id(username)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token(sub: str, scopes: tuple[str, ...] = WRITER_SCOPES, **claims: Any) -> str:
+    """An access token for `sub`, valid for an hour (tests of a module share it)."""
+    return ISSUER.mint(sub=sub, client_id=CLIENT, scope=" ".join(scopes), exp=int(time.time()) + 3600, **claims)
+
+
+def as_(username: str, scopes: tuple[str, ...] = WRITER_SCOPES, **claims: Any) -> dict[str, str]:
+    """Headers of a request made by the user `username` through the demo app."""
+    return bearer(token(account(username), scopes, **claims))
 
 
 ADMIN = as_("demo-admin")  # a bootstrap administrator of the whole tree
 HZ_ADMIN = as_("hz-admin")  # seed grant: the 杭州市 subtree
 DSJ_ADMIN = as_("dsj-admin")  # seed grant: the 省大数据局 subtree
+#: a client's own token (client credentials) that may read: what the test client sends unless told otherwise
+READER = bearer(token(CLIENT, ("org:read",)))
 
 _serial = itertools.count(1)
 _county = itertools.count(81)

@@ -6,7 +6,7 @@ import httpx
 
 from tongban_org.rpc import handlers  # noqa: F401  (import check)
 
-from .conftest import ADMIN
+from .helpers import ADMIN
 
 
 async def test_seeded_tree_is_browsable(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
@@ -18,7 +18,9 @@ async def test_seeded_tree_is_browsable(client: httpx.AsyncClient, seeded: dict[
     assert [u["id"] for u in r.json()] == [seeded["zj"]]
 
 
-async def test_create_requires_principal_and_checks_region(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
+async def test_create_requires_a_token_and_checks_region(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, seeded: dict[str, str]
+) -> None:
     body = {
         "name": "测试街道",
         "type": "government",
@@ -26,7 +28,7 @@ async def test_create_requires_principal_and_checks_region(client: httpx.AsyncCl
         "division_code": "330206001",
         "parent_id": seeded["zj-hz"],
     }
-    r = await client.post("/api/v1/orgs/units", json=body)
+    r = await anonymous.post("/api/v1/orgs/units", json=body)
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     r = await client.post("/api/v1/orgs/units", json=body, headers=ADMIN)

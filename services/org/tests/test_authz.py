@@ -7,17 +7,20 @@ import pytest
 
 from .helpers import (
     ADMIN,
+    CLIENT,
     DSJ_ADMIN,
     GRANTS,
     HZ_ADMIN,
     MEMBERSHIPS,
-    PRINCIPAL,
     UNITS,
+    account,
     add_member,
     as_,
     assert_problem,
+    bearer,
     create_unit,
     get_json,
+    token,
     unit_body,
 )
 
@@ -27,11 +30,12 @@ OUTSIDE = "outside-granted-subtree"
 async def test_seed_grants_are_listed(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
     grants = await get_json(client, GRANTS)
     assert {(g["principal"], g["unit_id"]) for g in grants} == {
-        ("hz-admin", seeded["zj-hz"]),
-        ("dsj-admin", seeded["zj-dsj"]),
+        (account("hz-admin"), seeded["zj-hz"]),
+        (account("dsj-admin"), seeded["zj-dsj"]),
     }
-    assert [g["unit_id"] for g in await get_json(client, GRANTS, principal="hz-admin")] == [seeded["zj-hz"]]
-    assert [g["principal"] for g in await get_json(client, GRANTS, unit_id=seeded["zj-dsj"])] == ["dsj-admin"]
+    assert [g["unit_id"] for g in await get_json(client, GRANTS, principal=account("hz-admin"))] == [seeded["zj-hz"]]
+    by_unit = await get_json(client, GRANTS, unit_id=seeded["zj-dsj"])
+    assert [g["principal"] for g in by_unit] == [account("dsj-admin")]
 
 
 async def test_hz_admin_writes_inside_hangzhou(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
@@ -48,7 +52,7 @@ async def test_hz_admin_writes_inside_hangzhou(client: httpx.AsyncClient, seeded
     r = await client.post(f"{UNITS}/{unit['id']}/move", json={"new_parent_id": seeded["zj-hz"]}, headers=HZ_ADMIN)
     assert r.status_code == 200, r.text  # moving within the granted subtree
     history = await get_json(client, f"{UNITS}/{unit['id']}/history")
-    assert {h["actor"] for h in history} == {"hz-admin"}
+    assert {h["actor"] for h in history} == {account("hz-admin")}
 
 
 @pytest.mark.parametrize("outside", ["zj-nb", "zj-nb-hs", "zj-dsj", "zj"])
@@ -63,12 +67,12 @@ async def test_hz_admin_is_refused_outside_hangzhou(
         await client.patch(f"{UNITS}/{target}", json={"short_name": "越权"}, headers=HZ_ADMIN),
         await client.post(MEMBERSHIPS, json={"unit_id": target, "user_id": "intruder"}, headers=HZ_ADMIN),
         await client.post(f"{UNITS}/{target}/dissolve", json={"cascade": True}, headers=HZ_ADMIN),
-        await client.post(GRANTS, json={"principal": "friend", "unit_id": target}, headers=HZ_ADMIN),
+        await client.post(GRANTS, json={"principal": account("friend"), "unit_id": target}, headers=HZ_ADMIN),
     ]
     for r in checks:
         problem = assert_problem(r, 403)
         assert problem["type"].endswith(OUTSIDE)
-        assert "hz-admin" in problem["detail"]
+        assert account("hz-admin") in problem["detail"]
     unit = await get_json(client, f"{UNITS}/{target}")
     assert unit["status"] == "active" and unit["short_name"] != "越权"
     assert (await get_json(client, MEMBERSHIPS, user_id="intruder"))["items"] == []
@@ -132,12 +136,13 @@ async def test_delegation_to_a_sub_unit(client: httpx.AsyncClient, seeded: dict[
     street = unit_body(xh, "西湖区北山街道办事处", "government", "township", "330106001")
     assert_problem(await client.post(UNITS, json=street, headers=xh_admin), 403, OUTSIDE)
 
-    r = await client.post(GRANTS, json={"principal": "xh-admin", "unit_id": xh}, headers=HZ_ADMIN)
+    xh_id = account("xh-admin")
+    r = await client.post(GRANTS, json={"principal": xh_id, "unit_id": xh}, headers=HZ_ADMIN)
     assert r.status_code == 201, r.text
     grant = r.json()
-    assert (grant["principal"], grant["unit_id"], grant["created_by"]) == ("xh-admin", xh, "hz-admin")
+    assert (grant["principal"], grant["unit_id"], grant["created_by"]) == (xh_id, xh, account("hz-admin"))
     assert_problem(
-        await client.post(GRANTS, json={"principal": "xh-admin", "unit_id": xh}, headers=HZ_ADMIN),
+        await client.post(GRANTS, json={"principal": xh_id, "unit_id": xh}, headers=HZ_ADMIN),
         409,
         "conflict",
     )
@@ -154,12 +159,16 @@ async def test_delegation_to_a_sub_unit(client: httpx.AsyncClient, seeded: dict[
     )
     # a delegate can delegate further down, never up or sideways
     assert_problem(
-        await client.post(GRANTS, json={"principal": "xh-admin2", "unit_id": seeded["zj-hz"]}, headers=xh_admin),
+        await client.post(
+            GRANTS, json={"principal": account("xh-admin2"), "unit_id": seeded["zj-hz"]}, headers=xh_admin
+        ),
         403,
         OUTSIDE,
     )
     assert_problem(
-        await client.post(GRANTS, json={"principal": "hz-admin", "unit_id": seeded["zj-nb"]}, headers=HZ_ADMIN),
+        await client.post(
+            GRANTS, json={"principal": account("hz-admin"), "unit_id": seeded["zj-nb"]}, headers=HZ_ADMIN
+        ),
         403,
         OUTSIDE,
     )
@@ -167,7 +176,7 @@ async def test_delegation_to_a_sub_unit(client: httpx.AsyncClient, seeded: dict[
 
     r = await client.delete(f"{GRANTS}/{grant['id']}", headers=HZ_ADMIN)
     assert r.status_code == 204, r.text
-    assert await get_json(client, GRANTS, principal="xh-admin") == []
+    assert await get_json(client, GRANTS, principal=xh_id) == []
     assert_problem(
         await client.post(
             UNITS,
@@ -182,20 +191,35 @@ async def test_delegation_to_a_sub_unit(client: httpx.AsyncClient, seeded: dict[
     assert_problem(r, 422, "validation-error")
 
 
-async def test_writes_without_a_principal_are_401(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
+async def test_writes_need_a_token_with_write_and_admin_scopes(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, seeded: dict[str, str]
+) -> None:
     hz = seeded["zj-hz"]
-    for r in (
-        await client.post(UNITS, json=unit_body(hz, "匿名单位", "department", "city", "330100")),
-        await client.patch(f"{UNITS}/{hz}", json={"short_name": "匿名"}),
-        await client.post(f"{UNITS}/{hz}/move", json={"new_parent_id": seeded["zj"]}),
-        await client.post(f"{UNITS}/{hz}/dissolve", json={"cascade": True}),
-        await client.post(MEMBERSHIPS, json={"unit_id": hz, "user_id": "anon"}),
-        await client.post(GRANTS, json={"principal": "anon", "unit_id": hz}),
-        await client.post(f"{UNITS}/import", json={"units": [unit_body(hz, "匿名", "department", "city", "3301")]}),
-    ):
-        problem = assert_problem(r, 401, "unauthenticated")
-        assert r.headers["www-authenticate"].startswith("Bearer")
-        assert PRINCIPAL in problem["detail"]
+
+    async def writes(c: httpx.AsyncClient, headers: dict[str, str] | None = None) -> list[httpx.Response]:
+        return [
+            await c.post(UNITS, json=unit_body(hz, "匿名单位", "department", "city", "330100"), headers=headers),
+            await c.patch(f"{UNITS}/{hz}", json={"short_name": "匿名"}, headers=headers),
+            await c.post(f"{UNITS}/{hz}/move", json={"new_parent_id": seeded["zj"]}, headers=headers),
+            await c.post(f"{UNITS}/{hz}/dissolve", json={"cascade": True}, headers=headers),
+            await c.post(MEMBERSHIPS, json={"unit_id": hz, "user_id": "anon"}, headers=headers),
+            await c.post(GRANTS, json={"principal": "anon", "unit_id": hz}, headers=headers),
+            await c.post(
+                f"{UNITS}/import",
+                json={"units": [unit_body(hz, "匿名", "department", "city", "3301")]},
+                headers=headers,
+            ),
+        ]
+
+    for r in await writes(anonymous):
+        assert_problem(r, 401, "authentication-required")
+        assert r.headers["www-authenticate"] == 'Bearer realm="tongban"'
+    for r in await writes(client):  # the default token: a client's own, read-only
+        problem = assert_problem(r, 403, "insufficient-scope")
+        assert problem["required_scopes"] == ["admin", "org:write"]
+        assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+    for r in await writes(client, as_("hz-admin", ("org:read", "org:write"))):  # rights are used only with `admin`
+        assert_problem(r, 403, "insufficient-scope")
+    for r in await writes(client, bearer(token(CLIENT))):  # a client's own token names no person
+        assert_problem(r, 403, "person-required")
     assert (await get_json(client, f"{UNITS}/{hz}"))["status"] == "active"
-    r = await client.patch(f"{UNITS}/{hz}", json={"short_name": "x"}, headers={PRINCIPAL: "bad name"})
-    assert_problem(r, 422, "validation-error")

@@ -8,7 +8,7 @@ import httpx
 
 from tongban_org.seed_data import SEED_BY_KEY
 
-from .helpers import ADMIN, HZ_ADMIN, UNITS, assert_problem, credit_code, get_json, new_county_code
+from .helpers import ADMIN, HZ_ADMIN, UNITS, account, assert_problem, credit_code, get_json, new_county_code
 
 IMPORT = f"{UNITS}/import"
 CSV = {"content-type": "text/csv; charset=utf-8"}
@@ -63,7 +63,9 @@ async def test_json_import_of_a_1000_unit_tree(client: httpx.AsyncClient, seeded
     children = (await get_json(client, f"{UNITS}/{ids['county']}/children"))["items"]
     assert [u["id"] for u in children] == [ids[f"t{t}"] for t in range(1, 10)]
     history = await get_json(client, f"{UNITS}/{ids['t1v1']}/history")
-    assert [(h["action"], h["actor"], h["details"].get("import")) for h in history] == [("created", "demo-admin", True)]
+    assert [(h["action"], h["actor"], h["details"].get("import")) for h in history] == [
+        ("created", account("demo-admin"), True)
+    ]
 
 
 async def test_bad_rows_are_all_reported_and_nothing_is_written(

@@ -33,7 +33,7 @@ from tongban_org.contract import (
     UnitsReply,
 )
 
-from .helpers import ADMIN, MEMBERSHIPS, UNITS, add_member, create_unit, eventually
+from .helpers import ADMIN, HZ_ADMIN, MEMBERSHIPS, UNITS, account, add_member, create_unit, eventually
 
 MISSING = "00000000-0000-7000-8000-000000000000"
 
@@ -99,16 +99,15 @@ async def test_members_contains_user_and_admin_scopes(
     async def scopes(principal: str) -> AdminScopesReply:
         return await rpc.call(RPC_ADMIN_SCOPES, AdminScopesRequest(principal=principal), AdminScopesReply)
 
-    assert await scopes("demo-admin") == AdminScopesReply(all=True, unit_ids=[])
-    assert await scopes("hz-admin") == AdminScopesReply(all=False, unit_ids=[seeded["zj-hz"]])
-    assert await scopes("nobody") == AdminScopesReply(all=False, unit_ids=[])
+    whole = await scopes(account("demo-admin"))  # the whole tree: every root, the seeded province among them
+    assert whole.all and seeded["zj"] in whole.unit_ids
+    assert await scopes(account("hz-admin")) == AdminScopesReply(all=False, unit_ids=[seeded["zj-hz"]])
+    assert await scopes(account("nobody")) == AdminScopesReply(all=False, unit_ids=[])
     r = await client.post(
-        "/api/v1/orgs/admin-grants",
-        json={"principal": "bj-admin", "unit_id": top["id"]},
-        headers={"X-Tongban-Principal": "hz-admin"},
+        "/api/v1/orgs/admin-grants", json={"principal": account("bj-admin"), "unit_id": top["id"]}, headers=HZ_ADMIN
     )
     assert r.status_code == 201, r.text
-    assert await scopes("bj-admin") == AdminScopesReply(all=False, unit_ids=[top["id"]])
+    assert await scopes(account("bj-admin")) == AdminScopesReply(all=False, unit_ids=[top["id"]])
 
 
 async def test_malformed_requests_are_bad_requests(
@@ -233,7 +232,10 @@ async def test_unit_lifecycle_events(client: httpx.AsyncClient, bus: Bus, seeded
 
         msg, created = await tap.wait("org.unit.created.v1", id=pid)
         check_envelope(bus, msg, created, pid)
-        assert (created["data"]["actor"], created["data"]["unit"]["name"]) == ("demo-admin", "上城区事件测试局")
+        assert (created["data"]["actor"], created["data"]["unit"]["name"]) == (
+            account("demo-admin"),
+            "上城区事件测试局",
+        )
         assert created["traceparent"].startswith(f"00-{trace}-")
         msg, updated = await tap.wait("org.unit.updated.v1", id=pid)
         check_envelope(bus, msg, updated, pid)

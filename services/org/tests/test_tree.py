@@ -13,6 +13,7 @@ from .helpers import (
     ADMIN,
     MEMBERSHIPS,
     UNITS,
+    account,
     add_member,
     all_pages,
     assert_problem,
@@ -224,7 +225,7 @@ async def test_history_records_what_happened(client: httpx.AsyncClient, seeded: 
         "moved",
         "dissolved",
     ]  # the no-op is not kept
-    assert {h["actor"] for h in history} == {"demo-admin"}
+    assert {h["actor"] for h in history} == {account("demo-admin")}
     assert all(h["unit_id"] == d for h in history)
     created, updated, moved, dissolved = (h["details"] for h in history)
     assert created["parent_id"] == t

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 import tongban_org.__main__
 import tongban_user.__main__
 from tongban_kit.db import Database, run_migrations
+from tongban_kit.nats import StreamSpec, connect
 from tongban_kit.testing.pg import PgServer
 from tongban_org.config import Settings as OrgSettings
 from tongban_org.main import create_app as create_org_app
@@ -25,6 +26,21 @@ from tongban_user.config import Settings
 from tongban_user.crypto import PiiCipher
 from tongban_user.main import create_app
 from tongban_user.seed import seed as seed_users
+
+from .helpers import as_, issuer_bearer
+
+#: the authentication service's stream, as it declares it (revocations arrive there)
+AUTH_STREAM = StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service")
+
+
+@pytest.fixture(scope="session")
+async def auth_stream(nats_url: str, nats_namespace: str) -> None:
+    """The auth service's event stream, so the services' revocation feeds catch up at once on start."""
+    bus = await connect(nats_url, name="user-tests", namespace=nats_namespace)
+    try:
+        await bus.ensure_stream(AUTH_STREAM)
+    finally:
+        await bus.close()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +56,9 @@ async def org_database_url(pg_server: PgServer) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def org_app(org_database_url: str, nats_url: str, nats_namespace: str) -> AsyncIterator[FastAPI]:
+async def org_app(
+    org_database_url: str, nats_url: str, nats_namespace: str, auth_stream: None
+) -> AsyncIterator[FastAPI]:
     """The org service, running (NATS, relay, RPC) and seeded with the Zhejiang directory and demo grants."""
     settings = OrgSettings(
         environment="test",
@@ -50,7 +68,7 @@ async def org_app(org_database_url: str, nats_url: str, nats_namespace: str) -> 
         log_json=False,
         log_level="WARNING",
     )
-    app = create_org_app(settings)
+    app = create_org_app(settings, bearer=issuer_bearer())
     async with app.router.lifespan_context(app):
         app.state.seed_units = await seed_org(app.state.runtime.db)
         yield app
@@ -61,6 +79,18 @@ def org_units(org_app: FastAPI) -> dict[str, str]:
     """The org seed: seed key (e.g. zj-dsj) → unit id."""
     units: dict[str, str] = org_app.state.seed_units
     return units
+
+
+@pytest.fixture(scope="module")
+def dsj_admin(org_units: dict[str, str]) -> dict[str, str]:
+    """dsj-admin's token as the auth service issues it: admin scope, admin_units claim (省大数据局)."""
+    return as_("dsj-admin", admin_units=[org_units["zj-dsj"]])
+
+
+@pytest.fixture(scope="module")
+def hz_admin(org_units: dict[str, str]) -> dict[str, str]:
+    """hz-admin's token as the auth service issues it: admin scope, admin_units claim (杭州市)."""
+    return as_("hz-admin", admin_units=[org_units["zj-hz"]])
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +121,7 @@ async def user_settings(pg_database_url: str, nats_url: str, nats_namespace: str
 @pytest.fixture(scope="module")
 async def user_app(user_settings: Settings, org_app: FastAPI) -> AsyncIterator[FastAPI]:
     """The user service, running next to the org service and seeded with the demo accounts."""
-    app = create_app(user_settings)
+    app = create_app(user_settings, bearer=issuer_bearer())
     async with app.router.lifespan_context(app):
         await seed_users(app.state.runtime.db, app.state.cipher)
         yield app

@@ -1,33 +1,66 @@
-"""Helpers shared by the user API tests: principals, fresh personal data, account bodies, problem checks, polling."""
+"""Helpers shared by the user API tests: access tokens, fresh personal data, account bodies, problem checks, polling."""
 
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import httpx
 
+from tongban_kit.bearer import BearerAuth
 from tongban_kit.codes import make_credit_code
 from tongban_kit.demo import demo_user_id
 from tongban_kit.testing.helpers import assert_problem, eventually  # noqa: F401
+from tongban_kit.testing.tokens import TestIssuer
+from tongban_kit.tokens import JwksSource, RevocationList, TokenVerifier
 from tongban_user.identity import make_id_number
 
 USERS = "/api/v1/users"
-PRINCIPAL = "X-Tongban-Principal"
-SCOPES = "X-Tongban-Scopes"
+#: the token issuer of the test run (stands in for the auth service)
+ISSUER = TestIssuer()
+CLIENT = "demo-app"
+#: the scopes of the tokens tests send unless they name others (user:pii only where a test asks for it)
+SCOPES = ("user:read", "user:write", "org:read", "org:write", "admin")
 
 
-def as_(principal: str, *scopes: str) -> dict[str, str]:
-    """Headers of a request made by `principal` (with optional scopes)."""
-    return {PRINCIPAL: principal} | ({SCOPES: " ".join(scopes)} if scopes else {})
+def issuer_bearer() -> BearerAuth:
+    """Bearer authentication trusting ISSUER's keys, with its own revocation list (fed over NATS)."""
+    verifier = TokenVerifier(
+        JwksSource.from_jwks(ISSUER.jwks), issuer=ISSUER.issuer, audience=ISSUER.audience, revocations=RevocationList()
+    )
+    return BearerAuth(verifier)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token(sub: str, scopes: tuple[str, ...] = SCOPES, **claims: Any) -> str:
+    """An access token for `sub` through the demo app, valid for an hour (tests of a module share it)."""
+    return ISSUER.mint(sub=sub, client_id=CLIENT, scope=" ".join(scopes), exp=int(time.time()) + 3600, **claims)
+
+
+def for_account(account_id: str, *extra: str, scopes: tuple[str, ...] = SCOPES, **claims: Any) -> dict[str, str]:
+    """Headers of a request made by the person with this account id (with `extra` scopes on top)."""
+    return bearer(token(account_id, scopes + extra, **claims))
+
+
+def as_(username: str, *extra: str, scopes: tuple[str, ...] = SCOPES, **claims: Any) -> dict[str, str]:
+    """Headers of a request made by a demo user (account id from the username), with `extra` scopes on top."""
+    return for_account(demo_user_id(username), *extra, scopes=scopes, **claims)
 
 
 ADMIN = as_("demo-admin")  # bootstrap administrator: every account
 PII_ADMIN = as_("demo-admin", "user:pii")  # may unmask personal data (with a purpose)
+# delegated administrators whose tokens carry the admin scope but no admin_units claim (as issued when the org
+# service did not answer the auth service): the user service asks the org service; the claim-carrying tokens
+# are the fixtures `dsj_admin` and `hz_admin`
 DSJ_ADMIN = as_("dsj-admin")  # org seed grant: the 省大数据局 subtree
 HZ_ADMIN = as_("hz-admin")  # org seed grant: the 杭州市 subtree
-CITIZEN = as_("demo-citizen")  # a demo citizen, signed in as themselves
+CITIZEN = as_("demo-citizen", scopes=("openid", "user:read", "user:write"))  # a demo citizen, as themselves
 
 #: fixed ids of the demo accounts the user seed creates (the org seed refers to the staff ones)
 DEMO = {
@@ -41,6 +74,8 @@ DEMO = {
         "dsj-leader",
         "scjg-staff",
         "hz-staff",
+        "hz-admin",
+        "dsj-admin",
         "demo-enterprise",
     )
 }

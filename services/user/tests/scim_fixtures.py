@@ -16,6 +16,8 @@ from scim2_client.engines.asgi import ASGISCIMClient
 from tongban_kit.testing.recorder import EventRecorder
 from tongban_user.identity import make_id_number
 
+from .helpers import as_
+
 SCIM = "/scim/v2"
 USERS = f"{SCIM}/Users"
 SCIM_JSON = "application/scim+json"
@@ -25,8 +27,8 @@ TONGBAN_URN = "urn:tongban:scim:schemas:extension:2.0:User"
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 #: the bootstrap administrator; with user:pii contacts come back unmasked (audited)
-ADMIN = {"X-Tongban-Principal": "demo-admin", "X-Tongban-Scopes": "user:pii"}
-MASKED_ADMIN = {"X-Tongban-Principal": "demo-admin"}
+ADMIN = as_("demo-admin", "user:pii")
+MASKED_ADMIN = as_("demo-admin")
 
 _serial = itertools.count(1)
 

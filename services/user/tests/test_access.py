@@ -1,4 +1,4 @@
-"""Who sees and changes which accounts: the bootstrap admin, delegated org admins (asked over org RPC), oneself."""
+"""Who sees and changes which accounts: the bootstrap admin, delegated org admins (token claim or org RPC), oneself."""
 
 from __future__ import annotations
 
@@ -10,39 +10,39 @@ from .helpers import (
     ADMIN,
     CITIZEN,
     DEMO,
-    DSJ_ADMIN,
     HZ_ADMIN,
     USERS,
     as_,
     assert_problem,
     citizen,
     create,
+    for_account,
     get,
     search,
     staff,
 )
 
-DSJ_STAFF = {DEMO["demo-staff"], DEMO["demo-admin"], DEMO["dsj-leader"]}  # members of the 省大数据局 subtree
+#: members of the 省大数据局 subtree
+DSJ_STAFF = {DEMO["demo-staff"], DEMO["demo-admin"], DEMO["dsj-leader"], DEMO["dsj-admin"]}
 
 
-async def test_no_principal_is_401_with_a_challenge(client: httpx.AsyncClient) -> None:
+async def test_no_token_is_401_with_a_challenge(client: httpx.AsyncClient) -> None:
     for r in (
         await client.get(USERS),
         await client.get(f"{USERS}/me"),
         await client.get(f"{USERS}/{DEMO['demo-citizen']}"),
         await client.post(USERS, json=staff()),
     ):
-        assert_problem(r, 401, "unauthenticated")
+        assert_problem(r, 401, "authentication-required")
         assert r.headers["www-authenticate"] == 'Bearer realm="tongban"'
-    assert_problem(await client.get(USERS, headers={"X-Tongban-Principal": "bad principal!"}), 422)
+    r = await client.get(USERS, headers={"Authorization": "Bearer not a token"})
+    assert_problem(r, 401, "invalid-token")
 
 
 async def test_a_citizen_sees_only_themselves(client: httpx.AsyncClient) -> None:
     me = DEMO["demo-citizen"]
     assert (await get(client, "me", CITIZEN))["id"] == me
     assert (await get(client, me, CITIZEN))["username"] == "demo-citizen"
-    assert (await get(client, me, as_(me)))["id"] == me  # by account id as well as by username
-    assert (await get(client, me, as_("Demo-Citizen")))["id"] == me
     for other in ("demo-citizen2", "demo-staff", "hz-staff", "demo-enterprise"):
         assert_problem(await client.get(f"{USERS}/{DEMO[other]}", headers=CITIZEN), 404, "user-not-found")
     assert [u["id"] for u in (await search(client, CITIZEN))["items"]] == [me]
@@ -52,14 +52,14 @@ async def test_a_citizen_sees_only_themselves(client: httpx.AsyncClient) -> None
 
 
 async def test_someone_without_an_account_has_no_me(client: httpx.AsyncClient) -> None:
-    assert_problem(await client.get(f"{USERS}/me", headers=DSJ_ADMIN), 404, "user-not-found")
+    assert_problem(await client.get(f"{USERS}/me", headers=as_("nobody")), 404, "user-not-found")
     assert (await search(client, as_("nobody")))["items"] == []
     assert_problem(await client.get(f"{USERS}/{DEMO['demo-staff']}", headers=as_("nobody")), 404)
 
 
 async def test_a_citizen_changes_own_contacts_only(client: httpx.AsyncClient) -> None:
     mine = await create(client, citizen(username="self.service"))
-    me = as_("self.service")
+    me = for_account(mine["id"])
     url = f"{USERS}/{mine['id']}"
     r = await client.patch(url, json={"name": "自助改名", "mobile": "+86 155 5555 0001", "email": None}, headers=me)
     assert r.status_code == 200, r.text
@@ -74,7 +74,7 @@ async def test_a_citizen_changes_own_contacts_only(client: httpx.AsyncClient) ->
 
 async def test_people_do_not_lift_their_own_suspension(client: httpx.AsyncClient) -> None:
     mine = await create(client, citizen(username="self.status"))
-    me = as_("self.status")
+    me = for_account(mine["id"])
     url = f"{USERS}/{mine['id']}"
     assert_problem(await client.post(f"{url}/disable", headers=me), 403, "forbidden")
     assert (await client.post(f"{url}/disable", json={"reason": "违规"}, headers=ADMIN)).status_code == 200
@@ -85,59 +85,64 @@ async def test_people_do_not_lift_their_own_suspension(client: httpx.AsyncClient
     assert_problem(await client.get(url, headers=ADMIN), 404)
 
 
-async def test_citizens_and_org_admins_create_only_what_they_may(client: httpx.AsyncClient) -> None:
+async def test_citizens_and_org_admins_create_only_what_they_may(
+    client: httpx.AsyncClient, dsj_admin: dict[str, str], hz_admin: dict[str, str]
+) -> None:
     for body in (citizen(), staff()):
         assert_problem(await client.post(USERS, json=body, headers=CITIZEN), 403, "forbidden")
-    assert_problem(await client.post(USERS, json=citizen(), headers=DSJ_ADMIN), 403, "forbidden")
+    assert_problem(await client.post(USERS, json=citizen(), headers=dsj_admin), 403, "forbidden")
     legal = {"kind": "legal_person", "name": "越权公司", "credit_code": DEMO_ENTERPRISE[1]}
-    assert_problem(await client.post(USERS, json=legal, headers=HZ_ADMIN), 403, "forbidden")
-    made = await create(client, staff(), DSJ_ADMIN)
+    assert_problem(await client.post(USERS, json=legal, headers=hz_admin), 403, "forbidden")
+    made = await create(client, staff(), dsj_admin)
     assert made["kind"] == "staff"
 
 
-async def test_dsj_admin_sees_the_staff_of_its_subtree_only(client: httpx.AsyncClient) -> None:
+async def test_dsj_admin_sees_the_staff_of_its_subtree_only(
+    client: httpx.AsyncClient, dsj_admin: dict[str, str]
+) -> None:
     for name in ("demo-staff", "dsj-leader", "demo-admin"):
-        assert (await get(client, DEMO[name], DSJ_ADMIN))["username"] == name
+        assert (await get(client, DEMO[name], dsj_admin))["username"] == name
     for name in ("demo-citizen", "scjg-staff", "hz-staff", "demo-enterprise"):
-        assert_problem(await client.get(f"{USERS}/{DEMO[name]}", headers=DSJ_ADMIN), 404, "user-not-found")
-    listed = (await search(client, DSJ_ADMIN, limit=500))["items"]
+        assert_problem(await client.get(f"{USERS}/{DEMO[name]}", headers=dsj_admin), 404, "user-not-found")
+    listed = (await search(client, dsj_admin, limit=500))["items"]
     assert {u["id"] for u in listed} == DSJ_STAFF
-    assert {u["id"] for u in (await search(client, DSJ_ADMIN, q="赵"))["items"]} == {DEMO["dsj-leader"]}
-    assert (await search(client, DSJ_ADMIN, kind="citizen"))["items"] == []
-    assert (await search(client, DSJ_ADMIN, login="13800138000"))["items"] == []
+    assert {u["id"] for u in (await search(client, dsj_admin, q="赵"))["items"]} == {DEMO["dsj-leader"]}
+    assert (await search(client, dsj_admin, kind="citizen"))["items"] == []
+    assert (await search(client, dsj_admin, login="13800138000"))["items"] == []
 
 
-async def test_org_admins_manage_the_staff_they_see(client: httpx.AsyncClient) -> None:
+async def test_org_admins_manage_the_staff_they_see(client: httpx.AsyncClient, dsj_admin: dict[str, str]) -> None:
     url = f"{USERS}/{DEMO['dsj-leader']}"
-    r = await client.patch(url, json={"enterprise": {"employee_number": "ZJ-0001"}}, headers=DSJ_ADMIN)
+    r = await client.patch(url, json={"enterprise": {"employee_number": "ZJ-0001"}}, headers=dsj_admin)
     assert r.status_code == 200 and r.json()["enterprise"]["employee_number"] == "ZJ-0001"
-    assert (await client.post(f"{url}/disable", headers=DSJ_ADMIN)).json()["status"] == "disabled"
-    assert (await client.post(f"{url}/enable", headers=DSJ_ADMIN)).json()["status"] == "active"
-    r = await client.patch(f"{USERS}/{DEMO['scjg-staff']}", json={"name": "越权"}, headers=DSJ_ADMIN)
+    assert (await client.post(f"{url}/disable", headers=dsj_admin)).json()["status"] == "disabled"
+    assert (await client.post(f"{url}/enable", headers=dsj_admin)).json()["status"] == "active"
+    r = await client.patch(f"{USERS}/{DEMO['scjg-staff']}", json={"name": "越权"}, headers=dsj_admin)
     assert_problem(r, 404)
-    assert_problem(await client.delete(f"{USERS}/{DEMO['hz-staff']}", headers=DSJ_ADMIN), 404)
+    assert_problem(await client.delete(f"{USERS}/{DEMO['hz-staff']}", headers=dsj_admin), 404)
 
 
-async def test_hz_admin_sees_hangzhou_staff(client: httpx.AsyncClient) -> None:
+async def test_without_the_claim_the_org_service_is_asked(client: httpx.AsyncClient) -> None:
+    # hz-admin's token has the admin scope but no admin_units claim: the org service's grants decide
     assert (await get(client, DEMO["hz-staff"], HZ_ADMIN))["name"] == "陈杭州"
     assert_problem(await client.get(f"{USERS}/{DEMO['demo-staff']}", headers=HZ_ADMIN), 404)
-    assert [u["id"] for u in (await search(client, HZ_ADMIN))["items"]] == [DEMO["hz-staff"]]
+    assert {u["id"] for u in (await search(client, HZ_ADMIN))["items"]} == {DEMO["hz-staff"], DEMO["hz-admin"]}
 
 
 async def test_a_new_member_becomes_visible_to_the_org_admin(
-    client: httpx.AsyncClient, org_client: httpx.AsyncClient, org_units: dict[str, str]
+    client: httpx.AsyncClient, org_client: httpx.AsyncClient, org_units: dict[str, str], dsj_admin: dict[str, str]
 ) -> None:
-    made = await create(client, staff(), DSJ_ADMIN)
+    made = await create(client, staff(), dsj_admin)
     # creating a staff account does not place it in the tree: the org service holds memberships
-    assert_problem(await client.get(f"{USERS}/{made['id']}", headers=DSJ_ADMIN), 404)
+    assert_problem(await client.get(f"{USERS}/{made['id']}", headers=dsj_admin), 404)
     r = await org_client.post(
         "/api/v1/orgs/memberships",
         json={"unit_id": org_units["zj-dsj-sjzyc"], "user_id": made["id"], "title": "数据工程师"},
-        headers=DSJ_ADMIN,
+        headers=dsj_admin,
     )
     assert r.status_code == 201, r.text
-    assert (await get(client, made["id"], DSJ_ADMIN))["id"] == made["id"]
-    listed = {u["id"] for u in (await search(client, DSJ_ADMIN, limit=500))["items"]}
+    assert (await get(client, made["id"], dsj_admin))["id"] == made["id"]
+    listed = {u["id"] for u in (await search(client, dsj_admin, limit=500))["items"]}
     assert listed == DSJ_STAFF | {made["id"]}
 
 
@@ -147,7 +152,7 @@ async def test_an_org_admin_who_is_also_a_member_sees_staff_only(
     # demo-staff is made administrator of its own unit, which (wrongly) also lists a citizen
     unit = org_units["zj-dsj-sjzyc"]
     r = await org_client.post(
-        "/api/v1/orgs/admin-grants", json={"principal": "demo-staff", "unit_id": unit}, headers=ADMIN
+        "/api/v1/orgs/admin-grants", json={"principal": DEMO["demo-staff"], "unit_id": unit}, headers=ADMIN
     )
     assert r.status_code == 201, r.text
     r = await org_client.post(
@@ -158,3 +163,47 @@ async def test_an_org_admin_who_is_also_a_member_sees_staff_only(
     assert_problem(await client.get(f"{USERS}/{DEMO['demo-citizen3']}", headers=me), 404)
     listed = {u["id"] for u in (await search(client, me, limit=500))["items"]}
     assert DEMO["demo-citizen3"] not in listed and DEMO["demo-staff"] in listed
+
+
+async def test_the_claim_decides_not_the_org_grants(client: httpx.AsyncClient, org_units: dict[str, str]) -> None:
+    # hz-admin holds an org grant for 杭州市, but this token claims 省大数据局: the claim is what counts
+    claimed = as_("hz-admin", admin_units=[org_units["zj-dsj"]])
+    listed = {u["id"] for u in (await search(client, claimed, limit=500))["items"]}
+    assert listed >= DSJ_STAFF and DEMO["hz-staff"] not in listed  # (and hz-admin sees itself)
+    assert_problem(await client.get(f"{USERS}/{DEMO['hz-staff']}", headers=claimed), 404)
+    # an empty claim: no subtree at all (only oneself)
+    nothing = as_("hz-admin", admin_units=[])
+    assert [u["id"] for u in (await search(client, nothing, limit=500))["items"]] == [DEMO["hz-admin"]]
+    assert_problem(await client.post(USERS, json=staff(), headers=nothing), 403, "forbidden")
+    # without the admin scope the claim grants nothing
+    no_admin = as_("dsj-admin", scopes=("user:read", "user:write"), admin_units=[org_units["zj-dsj"]])
+    assert_problem(await client.get(f"{USERS}/{DEMO['demo-staff']}", headers=no_admin), 404)
+    assert_problem(await client.post(USERS, json=staff(), headers=no_admin), 403, "forbidden")
+
+
+async def test_reads_and_writes_need_their_scopes(client: httpx.AsyncClient, dsj_admin: dict[str, str]) -> None:
+    url = f"{USERS}/{DEMO['dsj-leader']}"
+    write_only = as_("demo-admin", scopes=("user:write", "admin"))
+    problem = assert_problem(await client.get(url, headers=write_only), 403, "insufficient-scope")
+    assert problem["required_scopes"] == ["user:read"]
+    read_only = as_("demo-admin", scopes=("user:read", "admin"))
+    r = await client.patch(url, json={"name": "只读"}, headers=read_only)
+    assert_problem(r, 403, "insufficient-scope")
+    assert 'scope="user:write"' in r.headers["www-authenticate"]
+    assert (await get(client, DEMO["dsj-leader"], read_only))["name"] == "赵局长"  # unchanged, and readable
+
+
+async def test_client_tokens_act_only_within_their_claim(client: httpx.AsyncClient, org_units: dict[str, str]) -> None:
+    # client credentials: sub is the client id; there is no person, so no "me" and no whole-tree rights
+    bare = for_account("demo-app")
+    assert (await search(client, bare, limit=500))["items"] == []
+    assert_problem(await client.get(f"{USERS}/me", headers=bare), 404, "user-not-found")
+    assert_problem(await client.post(USERS, json=staff(), headers=bare), 403, "forbidden")
+    scoped = for_account("demo-app", admin_units=[org_units["zj-dsj"]])
+    listed = {u["id"] for u in (await search(client, scoped, limit=500))["items"]}
+    assert listed >= DSJ_STAFF and DEMO["hz-staff"] not in listed and DEMO["demo-citizen"] not in listed
+    r = await client.patch(
+        f"{USERS}/{DEMO['demo-staff']}", json={"enterprise": {"employee_number": "ZJ-0002"}}, headers=scoped
+    )
+    assert r.status_code == 200, r.text
+    assert_problem(await client.get(f"{USERS}/{DEMO['hz-staff']}", headers=scoped), 404)

@@ -108,7 +108,7 @@ async def test_unmasked_get_is_audited(client: httpx.AsyncClient, event_recorder
     event = await pii_event(event_recorder, why)
     assert event["source"] == "/tongban/user"
     data = event["data"]
-    assert data["actor"] == "demo-admin" and data["user_ids"] == [made["id"]]
+    assert data["actor"] == DEMO["demo-admin"] and data["user_ids"] == [made["id"]]
     assert data["fields"] == PII_FIELDS and data["action"] == "users.get"
     assert data["request_id"] == r.headers["x-request-id"]
 
@@ -129,7 +129,7 @@ async def test_unmasked_search_and_me_are_audited(client: httpx.AsyncClient, eve
     )
     assert r.status_code == 200 and r.json()["mobile"] == "13800138000" and r.json()["birth_date"] == "1990-05-12"
     data = (await pii_event(event_recorder, why))["data"]
-    assert data == data | {"actor": "demo-citizen", "user_ids": [DEMO["demo-citizen"]], "action": "users.me"}
+    assert data == data | {"actor": DEMO["demo-citizen"], "user_ids": [DEMO["demo-citizen"]], "action": "users.me"}
     assert data["fields"] == PII_FIELDS
 
     # an empty result unmasks nothing and is not audited

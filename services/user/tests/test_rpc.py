@@ -147,7 +147,7 @@ async def test_lifecycle_events_carry_masked_data_only(
         "user.account.deleted.v1",
     ]
     created, updated, disabled, enabled, deleted = (e["data"] for e in events)
-    assert created["via"] == "rest" and created["actor"] == "demo-admin"
+    assert created["via"] == "rest" and created["actor"] == DEMO["demo-admin"]
     assert created["user"]["masked"] is True and created["user"]["mobile"] == made["mobile"]
     assert created["user"]["id_number"] == made["id_number"] and created["user"]["birth_date"] is None
     assert updated["changed"] == ["name"] and updated["user"]["name"] == "事件测试" and updated["user"]["version"] == 2

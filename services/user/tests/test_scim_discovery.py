@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from .helpers import as_
 from .scim_fixtures import (
     ADMIN,
     ENTERPRISE_URN,
@@ -27,7 +28,8 @@ async def test_service_provider_config_tells_the_truth(client: httpx.AsyncClient
     assert spc["bulk"]["supported"] is False and spc["changePassword"] == {"supported": False}
     assert spc["filter"] == {"supported": True, "maxResults": 200} and spc["sort"] == {"supported": True}
     assert spc["authenticationSchemes"][0]["type"] == "oauthbearertoken"
-    assert "X-Tongban-Principal" in spc["authenticationSchemes"][0]["description"]
+    scheme = spc["authenticationSchemes"][0]
+    assert "user:write" in scheme["description"] and scheme["specUri"] == "https://www.rfc-editor.org/rfc/rfc6750"
     assert spc["meta"] == {
         "resourceType": "ServiceProviderConfig",
         "location": f"http://user.test{SCIM}/ServiceProviderConfig",
@@ -105,10 +107,15 @@ async def test_other_errors_are_scim_errors(client: httpx.AsyncClient) -> None:
     assert_scim_error(await client.get(SCIM, headers=ADMIN), 404)
     assert_scim_error(await client.get(f"{SCIM}/Users/a%0Ab", headers=ADMIN), 404)
     assert_scim_error(await client.post(f"{SCIM}/Bulk", json={}, headers=ADMIN), 501)
-    r = assert_scim_error(await client.get(f"{SCIM}/Users"), 401)
-    assert "X-Tongban-Principal" in r["detail"]
-    bad = {"X-Tongban-Principal": "not valid!"}
-    assert_scim_error(await client.get(f"{SCIM}/Schemas", headers=bad), 400)
+    r = await client.get(f"{SCIM}/Users")
+    assert "Authorization: Bearer" in assert_scim_error(r, 401)["detail"]
+    assert r.headers["www-authenticate"] == 'Bearer realm="tongban"'
+    r = await client.get(f"{SCIM}/Schemas", headers={"Authorization": "Bearer not-a-jwt"})
+    assert "not valid" in assert_scim_error(r, 401)["detail"]
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    r = await client.post(f"{SCIM}/Users", json={}, headers=as_("demo-admin", scopes=("user:read",)))
+    assert "user:write" in assert_scim_error(r, 403)["detail"]
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
 
 
 async def test_groups_are_org_units_with_their_direct_members(

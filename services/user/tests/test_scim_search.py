@@ -9,6 +9,7 @@ import pytest
 
 from tongban_kit.demo import demo_user_id
 
+from .helpers import as_
 from .scim_fixtures import (
     ADMIN,
     ENTERPRISE_URN,
@@ -159,10 +160,11 @@ async def test_post_search(client: httpx.AsyncClient, people: dict[str, dict[str
 async def test_callers_list_only_the_accounts_they_may_see(
     client: httpx.AsyncClient, people: dict[str, dict[str, Any]]
 ) -> None:
-    hz_admin = {"X-Tongban-Principal": "hz-admin"}  # org seed grant: the 杭州市 subtree (asks the org service)
+    hz_admin = as_("hz-admin")  # org seed grant: the 杭州市 subtree (no admin_units claim: asks the org service)
     body = (await client.get(USERS, headers=hz_admin)).json()
-    assert [u["id"] for u in body["Resources"]] == [demo_user_id("hz-staff")] and body["totalResults"] == 1
+    hangzhou = sorted([demo_user_id("hz-staff"), demo_user_id("hz-admin")])
+    assert sorted(u["id"] for u in body["Resources"]) == hangzhou and body["totalResults"] == 2
     assert_scim_error(await client.get(f"{USERS}/{people['a']['id']}", headers=hz_admin), 404)
-    citizen = {"X-Tongban-Principal": "demo-citizen"}
+    citizen = as_("demo-citizen", scopes=("user:read",))
     body = (await client.get(USERS, headers=citizen)).json()
     assert [u["id"] for u in body["Resources"]] == [demo_user_id("demo-citizen")]

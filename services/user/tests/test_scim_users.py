@@ -8,6 +8,7 @@ import httpx
 
 from tongban_kit.testing.recorder import EventRecorder
 
+from .helpers import DEMO
 from .scim_fixtures import (
     ADMIN,
     ENTERPRISE_URN,
@@ -52,7 +53,7 @@ async def test_create_returns_the_user_with_location_etag_and_scim_media_type(cl
 async def test_same_events_as_rest(client: httpx.AsyncClient, event_recorder: EventRecorder) -> None:
     u = await create_user(client)
     created = (await events_of(event_recorder, "user.account.created.v1", u["id"]))[0]
-    assert created["data"]["via"] == "scim" and created["data"]["actor"] == "demo-admin"
+    assert created["data"]["via"] == "scim" and created["data"]["actor"] == DEMO["demo-admin"]
     assert created["data"]["user"]["username"] == u["userName"] and created["data"]["user"]["masked"] is True
     r = await client.patch(
         f"{USERS}/{u['id']}", json=patch_body({"op": "replace", "path": "displayName", "value": "改名"}), headers=ADMIN
@@ -80,7 +81,7 @@ async def test_unmasked_reads_are_audited(client: httpx.AsyncClient, event_recor
         "user.pii.accessed.v1",
         match=lambda e: e["data"]["user_ids"] == [u["id"]] and e["data"]["action"] == "scim.users.get",
     )
-    assert audits[0]["data"]["purpose"] == "SCIM provisioning" and audits[0]["data"]["actor"] == "demo-admin"
+    assert audits[0]["data"]["purpose"] == "SCIM provisioning" and audits[0]["data"]["actor"] == DEMO["demo-admin"]
 
 
 async def test_rest_and_scim_show_the_same_account(client: httpx.AsyncClient) -> None:

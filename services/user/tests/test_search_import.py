@@ -94,9 +94,10 @@ async def test_kind_and_status_filters(client: httpx.AsyncClient) -> None:
 
 async def test_org_unit_filter_asks_the_org_service(client: httpx.AsyncClient, org_units: dict[str, str]) -> None:
     direct = await search(client, org_unit_id=org_units["zj-dsj"])
-    assert {u["id"] for u in direct["items"]} == {DEMO["demo-admin"], DEMO["dsj-leader"]}
+    assert {u["id"] for u in direct["items"]} == {DEMO["demo-admin"], DEMO["dsj-leader"], DEMO["dsj-admin"]}
     subtree = await search(client, org_unit_id=org_units["zj-dsj"], recursive="true")
-    assert {u["id"] for u in subtree["items"]} == {DEMO["demo-admin"], DEMO["dsj-leader"], DEMO["demo-staff"]}
+    dsj = {DEMO["demo-admin"], DEMO["dsj-leader"], DEMO["dsj-admin"], DEMO["demo-staff"]}
+    assert {u["id"] for u in subtree["items"]} == dsj
     hz = await search(client, org_unit_id=org_units["zj-hz"], recursive="true", q="陈")
     assert [u["id"] for u in hz["items"]] == [DEMO["hz-staff"]]
     # an org admin filtering outside its subtree finds nobody

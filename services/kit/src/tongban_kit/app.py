@@ -158,8 +158,12 @@ def create_service_app(
     consumer_handlers: Callable[[Runtime], dict[str, Handler]] | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """A FastAPI app with problem errors, context middleware, health, readiness and metrics."""
+    """A FastAPI app with problem errors, context middleware, health, readiness and metrics.
+
+    `on_startup` runs once the runtime is up (NATS connected); `on_shutdown` runs before the runtime stops.
+    """
     configure_logging(contract.name, settings.log_level, settings.log_json)
     runtime = Runtime(settings, contract, Database(settings.database_url, pool_size=settings.database_pool_size))
 
@@ -176,6 +180,11 @@ def create_service_app(
         try:
             yield
         finally:
+            if on_shutdown is not None:
+                try:
+                    await asyncio.wait_for(on_shutdown(runtime), STOP_STEP_SECONDS)
+                except Exception as exc:  # includes TimeoutError: the runtime must stop regardless
+                    log.warning("shutdown hook failed: %s", exc or type(exc).__name__)
             await runtime.stop()
 
     app = FastAPI(

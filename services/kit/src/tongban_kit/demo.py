@@ -20,6 +20,9 @@ DEMO_STAFF: dict[str, tuple[str, str, str, bool]] = {
     "wjw-staff": ("郑卫健", "zj-wjw", "妇幼健康处工作人员", False),
     "ybj-staff": ("冯医保", "zj-ybj", "待遇保障处工作人员", False),
     "hz-staff": ("陈杭州", "zj-hz-sjj", "数据资源管理局工作人员", False),
+    # delegated administrators (分级授权) of the 杭州市 and 省大数据局 subtrees (the org seed grants them)
+    "hz-admin": ("林杭管", "zj-hz", "组织机构管理员", False),
+    "dsj-admin": ("许局管", "zj-dsj", "组织机构管理员", False),
 }
 
 

@@ -94,10 +94,22 @@ class DevStack:
         self.nats = LocalNatsServer(self.data / "nats", port=nats_port, log_file=self.log_dir / "nats.log").start()
         upstreams: dict[str, list[str]] = {}
         ready: list[tuple[str, subprocess.Popen[bytes], str]] = []
+        ports = {name: d.dev_port if _port_free(d.dev_port) else free_port() for name, d in services.items()}
+        # services verify access tokens of the auth service: issued for the gateway URL, keys fetched directly
+        issuer = f"http://127.0.0.1:{self.gateway_port}"
+        jwks = f"http://127.0.0.1:{ports['auth']}/oauth2/jwks" if "auth" in ports else ""
         for name, d in services.items():
             prefix = f"TONGBAN_{name.upper()}_"
-            port = d.dev_port if _port_free(d.dev_port) else free_port()
-            env = self.env_for(prefix, port, {f"{prefix}DATABASE_URL": f"sqlite+aiosqlite:///{self.data}/{name}.db"})
+            port = ports[name]
+            env = self.env_for(
+                prefix,
+                port,
+                {
+                    f"{prefix}DATABASE_URL": f"sqlite+aiosqlite:///{self.data}/{name}.db",
+                    f"{prefix}OIDC_ISSUER": issuer,
+                    f"{prefix}OIDC_JWKS_URL": jwks,
+                },
+            )
             py = [sys.executable, "-m", d.module]
             if d.migrate:
                 self.run_step(f"{name}-migrate", [*py, "migrate"], env)
@@ -160,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         width = max(len(n) for n, _ in lines)
         print("\nTongban is running:\n" + "\n".join(f"  {n.ljust(width)}  {u}" for n, u in lines))
         print(
-            "\nDemo admin header for writes: X-Tongban-Principal: demo-admin.  Ctrl-C stops everything.",
+            "\nAPIs take access tokens: e.g. client credentials of demo-app (secret demo-secret) at "
+            f"{lines[0][1]}/oauth2/token, or sign in as demo-admin (see README).  Ctrl-C stops everything.",
             flush=True,
         )
         if args.check:

@@ -10,6 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tongban_kit.problems import Problem
 from tongban_org.models import AdminGrant
 
+#: the scope under which a token exercises its holder's administrative rights
+ADMIN_SCOPE = "admin"
+
 
 def path_ids(path: str) -> list[str]:
     """Unit ids along a materialised path, root first (the unit itself last)."""
@@ -18,7 +21,7 @@ def path_ids(path: str) -> list[str]:
 
 @dataclass
 class Principal:
-    """The caller: an id and whether it administers the whole tree."""
+    """An administrator: an account id (a token's `sub`) and whether it administers the whole tree."""
 
     id: str
     bootstrap: bool = False

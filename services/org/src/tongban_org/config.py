@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
+from tongban_kit.demo import demo_user_id
 from tongban_kit.settings import ServiceSettings
 
 
@@ -17,9 +18,8 @@ class Settings(ServiceSettings):
 
     port: int = 8101
     database_url: str = "sqlite+aiosqlite:///./data/org.db"
-    #: principals that administer the whole tree (分级授权 root); grants delegate subtrees from there
-    bootstrap_admins: list[str] = ["demo-admin"]
-    #: interim identity: trust the `X-Tongban-Principal` header (until tokens from the auth service arrive)
-    trust_principal_header: bool = True
+    #: account ids (the `sub` of access tokens) that administer the whole tree (分级授权 root); grants delegate
+    #: subtrees from there. The default is the demo administrator `demo-admin` of the development seeds.
+    bootstrap_admins: list[str] = [demo_user_id("demo-admin")]
     #: rows accepted by one bulk import
     import_max_rows: int = 50_000

@@ -137,13 +137,14 @@ class ContainsUserReply(BaseModel):
 
 
 class AdminScopesRequest(BaseModel):
-    """Which subtrees does a principal administer?"""
+    """Which subtrees does a principal (an account id) administer?"""
 
     principal: str = Field(min_length=1, max_length=100)
 
 
 class AdminScopesReply(BaseModel):
-    """Roots of the subtrees the principal administers; `all` for bootstrap administrators."""
+    """Roots of the subtrees the principal administers; `all` for administrators of the whole tree (whose
+    `unit_ids` are then the roots of the tree)."""
 
     all: bool
     unit_ids: list[str]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
 
 from tongban_kit.app import Runtime, create_service_app
+from tongban_kit.bearer import BearerAuth, bearer_from_settings
 from tongban_kit.contracts import ServiceDescriptor
 from tongban_org import rpc
 from tongban_org.api.routes import memberships, units
 from tongban_org.cache import UnitCache
 from tongban_org.config import Settings
 from tongban_org.contract import CONTRACT
+
+log = logging.getLogger(__name__)
 
 TAGS = [
     {
@@ -26,17 +30,31 @@ TAGS = [
 ]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the org service app (resources start in the lifespan)."""
+def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = None) -> FastAPI:
+    """Build the org service app (resources start in the lifespan).
+
+    Callers authenticate with access tokens of the issuer in `settings.oidc_issuer`; `bearer` replaces that
+    verifier (tests hand in one that trusts their own token issuer).
+    """
     settings = settings or Settings()
+    bearer = bearer or bearer_from_settings(settings)
 
     def rpc_handlers(rt: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
         app.state.unit_cache = UnitCache(rt.db)
         return rpc.handlers(rt, app.state.unit_cache)
 
-    async def start_cache(rt: Runtime) -> None:
+    async def start(rt: Runtime) -> None:
         assert rt.bus is not None
         await app.state.unit_cache.start(rt.bus)
+        if bearer is None:
+            log.warning("no token issuer configured (TONGBAN_ORG_OIDC_ISSUER): the API answers 503 until one is")
+        else:
+            await bearer.start(rt.bus)  # follow token revocations
+
+    async def stop(rt: Runtime) -> None:
+        await app.state.unit_cache.stop()
+        if bearer is not None:
+            await bearer.close()
 
     app = create_service_app(
         settings,
@@ -45,9 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Tongban organisation service",
         summary="组织体系: units, tree, memberships, delegated admin",
         rpc_handlers=rpc_handlers,
-        on_startup=start_cache,
+        on_startup=start,
+        on_shutdown=stop,
         openapi_tags=TAGS,
     )
+    app.state.bearer = bearer
     return app
 
 

@@ -23,7 +23,7 @@ from tongban_org.contract import (
     MembersReply,
     UnitsReply,
 )
-from tongban_org.models import AdminGrant
+from tongban_org.models import AdminGrant, Unit
 
 
 def handlers(rt: Runtime, cache: UnitCache) -> dict[str, Callable[[Any], Awaitable[Any]]]:
@@ -54,9 +54,10 @@ def handlers(rt: Runtime, cache: UnitCache) -> dict[str, Callable[[Any], Awaitab
         return ContainsUserReply(contains=bool(ids), unit_ids=ids)
 
     async def admin_scopes(req: AdminScopesRequest) -> AdminScopesReply:
-        if req.principal in settings.bootstrap_admins:
-            return AdminScopesReply(all=True, unit_ids=[])
         async with db.read_session() as s:
+            if req.principal in settings.bootstrap_admins:  # the whole tree: every root
+                roots = (await s.exec(select(Unit.id).where(col(Unit.parent_id).is_(None)))).all()
+                return AdminScopesReply(all=True, unit_ids=sorted(roots))
             rows = (await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == req.principal))).all()
         return AdminScopesReply(all=False, unit_ids=sorted(set(rows)))
 

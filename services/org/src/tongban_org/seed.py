@@ -25,7 +25,8 @@ from tongban_org.seed_data import SEED_UNITS
 
 log = logging.getLogger(__name__)
 
-#: demo delegated administrators: principal → seed key of the subtree they administer
+#: demo delegated administrators: username → seed key of the subtree they administer (granted to the account id,
+#: the `sub` of their access tokens; `demo-admin` administers the whole tree through `bootstrap_admins`)
 DEMO_GRANTS = {"hz-admin": "zj-hz", "dsj-admin": "zj-dsj"}
 
 
@@ -59,7 +60,8 @@ async def seed(db: Database) -> dict[str, str]:
             )
             ids[su.key] = unit.id
             created += 1
-        for principal, key in DEMO_GRANTS.items():
+        for username, key in DEMO_GRANTS.items():
+            principal = demo_user_id(username)
             have = (await s.exec(select(AdminGrant).where(col(AdminGrant.principal) == principal))).first()
             if have is None:
                 await create_grant(s, data=AdminGrantCreate(principal=principal, unit_id=ids[key]), principal=system)

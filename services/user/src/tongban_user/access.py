@@ -1,4 +1,4 @@
-"""Who may see and change which accounts: whole-tree admins, delegated org admins (via org RPC), self."""
+"""Who may see and change which accounts: whole-tree admins, delegated org admins (the token's `admin_units`), self."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ from tongban_user.models import Kind, UserAccount
 
 T = TypeVar("T")
 PII_SCOPE = "user:pii"
+#: the scope under which a token exercises its holder's administrative rights
+ADMIN_SCOPE = "admin"
 MAX_SUBTREE_MEMBERS = 20_000
 
 
 @dataclass
 class Caller:
-    """The caller of a request: a principal (admin name, user id or username), its scopes and rights."""
+    """The caller of a request: the token's subject (an account id, or a client id), its scopes and rights.
+
+    `admin_units` are the roots of the org subtrees the caller administers, from the token's `admin_units`
+    claim; None when the token has the admin scope but not the claim, and then the org service is asked once.
+    """
 
     principal: str
     scopes: frozenset[str]
@@ -36,12 +42,15 @@ class Caller:
     self_id: str | None = None
     rpc: RpcClient | None = None
     rpc_timeout: float = 2.0
+    admin_units: tuple[str, ...] | None = ()
     _roots: list[str] | None = field(default=None, repr=False)
 
     async def admin_roots(self) -> list[str]:
-        """Org subtrees this principal administers (empty when none); asks the org service once."""
+        """Org subtrees this caller administers (empty when none): the token's claim, else the org service."""
         if self._roots is None:
-            if self.rpc is None:
+            if self.admin_units is not None:
+                self._roots = list(self.admin_units)
+            elif self.rpc is None:
                 self._roots = []
             else:
                 reply = await _org(

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
+from tongban_kit.demo import demo_user_id
 from tongban_kit.settings import ServiceSettings
 
 
@@ -24,10 +25,9 @@ class Settings(ServiceSettings):
     pii_old_encryption_keys: list[str] = []
     #: keys the exact-match lookup hash of identity numbers (HMAC-SHA256)
     pii_hash_key: str = "changethis"
-    #: principals that see and manage every account
-    bootstrap_admins: list[str] = ["demo-admin"]
-    #: interim identity: trust `X-Tongban-Principal` / `X-Tongban-Scopes` until tokens from the auth service
-    trust_principal_header: bool = True
+    #: account ids (the `sub` of access tokens) that see and manage every account, with the admin scope; the
+    #: default is the demo administrator `demo-admin` of the development seeds
+    bootstrap_admins: list[str] = [demo_user_id("demo-admin")]
     #: soft-deleted accounts are purged after this many days
     deleted_retention_days: int = 30
     #: rows accepted by one bulk import

@@ -9,6 +9,7 @@ import logging
 from fastapi import FastAPI
 
 from tongban_kit.app import Runtime, create_service_app
+from tongban_kit.bearer import BearerAuth, bearer_from_settings
 from tongban_kit.contracts import ServiceDescriptor
 from tongban_user import rpc
 from tongban_user.accounts import purge_deleted
@@ -34,12 +35,22 @@ def make_cipher(settings: Settings) -> PiiCipher:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the user service app (resources start in the lifespan)."""
+def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = None) -> FastAPI:
+    """Build the user service app (resources start in the lifespan).
+
+    Callers authenticate with access tokens of the issuer in `settings.oidc_issuer`; `bearer` replaces that
+    verifier (tests hand in one that trusts their own token issuer).
+    """
     settings = settings or Settings()
+    bearer = bearer or bearer_from_settings(settings)
     cipher = make_cipher(settings)
 
-    async def start_purger(rt: Runtime) -> None:
+    async def start(rt: Runtime) -> None:
+        if bearer is None:
+            log.warning("no token issuer configured (TONGBAN_USER_OIDC_ISSUER): the API answers 503 until one is")
+        else:
+            await bearer.start(rt.bus)  # follow token revocations
+
         async def loop() -> None:
             while True:
                 with contextlib.suppress(Exception):
@@ -51,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         rt.background.append(asyncio.create_task(loop(), name="purge-deleted"))
 
+    async def stop(rt: Runtime) -> None:
+        if bearer is not None:
+            await bearer.close()
+
     app = create_service_app(
         settings,
         CONTRACT,
@@ -59,9 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="用户体系: citizens, staff, legal persons; masking; SCIM 2.0",
         rpc_handlers=lambda rt: rpc.handlers(rt, cipher),
         openapi_tags=TAGS,
-        on_startup=start_purger,
+        on_startup=start,
+        on_shutdown=stop,
     )
     app.state.cipher = cipher
+    app.state.bearer = bearer
     return app
 
 

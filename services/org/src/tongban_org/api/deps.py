@@ -1,17 +1,31 @@
-"""Request dependencies: session, settings, the calling principal, paging parameters."""
+"""Request dependencies: session, settings, the caller's access token, paging parameters."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import HTTPBearer
 
 from tongban_kit.app import SessionDep
-from tongban_kit.problems import Problem
-from tongban_org.authz import Principal
+from tongban_kit.bearer import BearerAuth
+from tongban_kit.bearer import Principal as TokenPrincipal
+from tongban_kit.problems import Problem, problem_responses
+from tongban_org.authz import ADMIN_SCOPE, Principal
 from tongban_org.config import Settings
 
-PRINCIPAL_HEADER = "X-Tongban-Principal"
+READ_SCOPE = "org:read"
+WRITE_SCOPE = "org:write"
+#: documents the scheme in OpenAPI; the kit's BearerAuth reads and checks the header
+BEARER_DOC = HTTPBearer(
+    auto_error=False,
+    description=f"An access token (RFC 9068 JWT) from the auth service: {READ_SCOPE} to read; "
+    f"{WRITE_SCOPE} and {ADMIN_SCOPE} to write, within the subtrees the caller administers (分级授权)",
+)
+#: answers every protected route may give: no or bad token (401), missing scope or rights (403), not configured (503)
+AUTH_RESPONSES = problem_responses(401, 403, 503)
 
 
 def get_settings(request: Request) -> Settings:
@@ -23,29 +37,54 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_principal(
-    settings: SettingsDep,
-    x_tongban_principal: Annotated[
-        str | None,
-        Header(
-            description="Interim caller identity for writes (分级授权), until tokens from the auth service",
-            pattern=r"^[A-Za-z0-9._:@-]{1,100}$",
-        ),
-    ] = None,
+@lru_cache(maxsize=64)
+def _scope_check(bearer: BearerAuth, scopes: tuple[str, ...]) -> Callable[..., Awaitable[TokenPrincipal]]:
+    return bearer.require(*scopes)
+
+
+def require(*scopes: str) -> Callable[..., Awaitable[TokenPrincipal]]:
+    """A dependency: the verified token of the request, holding every scope in `scopes`.
+
+    Without an issuer configured (`TONGBAN_ORG_OIDC_ISSUER`) no token can be verified, so every protected
+    route answers 503 `authentication-not-configured`: the fault lies with the deployment, not the caller.
+    """
+    needed = tuple(sorted(scopes))
+
+    async def dependency(request: Request, _: Any = Security(BEARER_DOC, scopes=list(needed))) -> TokenPrincipal:
+        bearer: BearerAuth | None = request.app.state.bearer
+        if bearer is None:
+            raise Problem(
+                503,
+                "this service is not configured to accept access tokens (set TONGBAN_ORG_OIDC_ISSUER)",
+                type="authentication-not-configured",
+            )
+        return await _scope_check(bearer, needed)(request)
+
+    return dependency
+
+
+async def get_writer(
+    settings: SettingsDep, token: Annotated[TokenPrincipal, Depends(require(WRITE_SCOPE, ADMIN_SCOPE))]
 ) -> Principal:
-    """The caller of a write; 401 without one."""
-    if not settings.trust_principal_header or not x_tongban_principal:
+    """The administrator behind a write: a person (the token's `sub`), with the org:write and admin scopes.
+
+    Rights come from this service's own grants (and `bootstrap_admins`), looked up by account id, so a withdrawn
+    grant stops working at once. A client's own token (client credentials: `sub` is the client id) names no
+    person and is refused.
+    """
+    if token.sub == token.client_id:
         raise Problem(
-            401,
-            f"writes need a caller identity ({PRINCIPAL_HEADER})",
-            type="unauthenticated",
-            headers={"WWW-Authenticate": 'Bearer realm="tongban"'},
+            403,
+            "changes to the organisation directory are made on behalf of a person; "
+            "a client's own token (client credentials) may only read",
+            type="person-required",
         )
-    return Principal(x_tongban_principal, bootstrap=x_tongban_principal in settings.bootstrap_admins)
+    return Principal(token.sub, bootstrap=token.sub in settings.bootstrap_admins)
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ReaderDep = Annotated[TokenPrincipal, Depends(require(READ_SCOPE))]
+PrincipalDep = Annotated[Principal, Depends(get_writer)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 
-__all__ = ["Cursor", "Limit", "PrincipalDep", "SessionDep", "SettingsDep"]
+__all__ = ["AUTH_RESPONSES", "Cursor", "Limit", "PrincipalDep", "ReaderDep", "SessionDep", "SettingsDep", "require"]

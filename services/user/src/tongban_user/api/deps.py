@@ -1,21 +1,31 @@
-"""Request dependencies: session, settings, cipher, the caller."""
+"""Request dependencies: session, settings, cipher, the caller (from its access token)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Request
-from sqlmodel import col, or_, select
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import HTTPBearer
 
 from tongban_kit.app import SessionDep
-from tongban_kit.problems import Problem
-from tongban_user.access import Caller
+from tongban_kit.bearer import BearerAuth
+from tongban_kit.bearer import Principal as TokenPrincipal
+from tongban_kit.problems import Problem, problem_responses
+from tongban_user.access import ADMIN_SCOPE, PII_SCOPE, Caller
 from tongban_user.config import Settings
 from tongban_user.crypto import PiiCipher
-from tongban_user.models import UserAccount
 
-PRINCIPAL_HEADER = "X-Tongban-Principal"
-SCOPES_HEADER = "X-Tongban-Scopes"
+READ_SCOPE = "user:read"
+WRITE_SCOPE = "user:write"
+#: documents the scheme in OpenAPI; the kit's BearerAuth reads and checks the header
+BEARER_DOC = HTTPBearer(
+    auto_error=False,
+    description=f"An access token (RFC 9068 JWT) from the auth service: {READ_SCOPE} to read, {WRITE_SCOPE} to "
+    f"change; {PII_SCOPE} to unmask personal data (audited); {ADMIN_SCOPE} to act on the staff of the org subtrees "
+    "in the token's admin_units (分级授权)",
+)
 
 
 def get_settings(request: Request) -> Settings:
@@ -34,51 +44,81 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 CipherDep = Annotated[PiiCipher, Depends(get_cipher)]
 
 
-async def get_caller(
-    request: Request,
-    s: SessionDep,
-    settings: SettingsDep,
-    x_tongban_principal: Annotated[
-        str | None,
-        Header(
-            description="Interim caller identity (admin name, user id or username) until auth tokens",
-            pattern=r"^[A-Za-z0-9._:@-]{1,100}$",
-        ),
-    ] = None,
-    x_tongban_scopes: Annotated[
-        str | None, Header(description="Interim space-separated scopes, e.g. user:pii", max_length=1000)
-    ] = None,
-) -> Caller:
-    """The caller; 401 without one."""
-    if not settings.trust_principal_header or not x_tongban_principal:
-        raise Problem(
-            401,
-            f"this API needs a caller identity ({PRINCIPAL_HEADER})",
-            type="unauthenticated",
-            headers={"WWW-Authenticate": 'Bearer realm="tongban"'},
-        )
-    principal = x_tongban_principal
-    me = (
-        await s.exec(
-            select(UserAccount.id).where(
-                or_(col(UserAccount.id) == principal, col(UserAccount.username) == principal.lower())
-            )
-        )
-    ).first()
+@lru_cache(maxsize=64)
+def _scope_check(bearer: BearerAuth, scopes: tuple[str, ...]) -> Callable[..., Awaitable[TokenPrincipal]]:
+    return bearer.require(*scopes)
+
+
+def caller_of(token: TokenPrincipal, request: Request, settings: Settings) -> Caller:
+    """The caller a verified token names, with the rights it carries.
+
+    A client's own token (client credentials: `sub` is the client id) names no person: it has no account of its
+    own and is never a whole-tree administrator. Administrative rights need the admin scope; the subtrees come
+    from the token's `admin_units` claim, and only a token with the scope but without the claim makes the
+    service ask the org service (`admin.scopes`).
+    """
+    person = token.sub != token.client_id
+    admin = ADMIN_SCOPE in token.scopes
+    units: tuple[str, ...] | None = ()
+    if admin:
+        units = token.admin_units if "admin_units" in token.token.claims else None
     return Caller(
-        principal=principal,
-        scopes=frozenset((x_tongban_scopes or "").split()),
-        bootstrap=principal in settings.bootstrap_admins,
-        self_id=me,
+        principal=token.sub,
+        scopes=token.scopes,
+        bootstrap=admin and person and token.sub in settings.bootstrap_admins,
+        self_id=token.sub if person else None,
         rpc=request.app.state.runtime.rpc,
         rpc_timeout=settings.rpc_timeout_seconds,
+        admin_units=units,
     )
 
 
-CallerDep = Annotated[Caller, Depends(get_caller)]
+def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency: the caller of the request, whose access token holds every scope in `scopes`.
+
+    Without an issuer configured (`TONGBAN_USER_OIDC_ISSUER`) no token can be verified, so every protected
+    route answers 503 `authentication-not-configured`: the fault lies with the deployment, not the caller.
+    """
+    needed = tuple(sorted(scopes))
+
+    async def dependency(
+        request: Request, settings: SettingsDep, _: Any = Security(BEARER_DOC, scopes=list(needed))
+    ) -> Caller:
+        bearer: BearerAuth | None = request.app.state.bearer
+        if bearer is None:
+            raise Problem(
+                503,
+                "this service is not configured to accept access tokens (set TONGBAN_USER_OIDC_ISSUER)",
+                type="authentication-not-configured",
+            )
+        token = await _scope_check(bearer, needed)(request)
+        return caller_of(token, request, settings)
+
+    return dependency
+
+
+#: a caller that may read (user:read); what it sees still depends on its rights
+CallerDep = Annotated[Caller, Depends(require(READ_SCOPE))]
+#: a caller that may change accounts (user:write), within its rights
+WriterDep = Annotated[Caller, Depends(require(WRITE_SCOPE))]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 Unmask = Annotated[bool, Query(description="return personal data unmasked (needs the user:pii scope; audited)")]
 Purpose = Annotated[str | None, Query(max_length=500, description="why unmasked data is needed (required with unmask)")]
 
-__all__ = ["CallerDep", "CipherDep", "Cursor", "Limit", "Purpose", "SessionDep", "SettingsDep", "Unmask"]
+#: answers every protected route may give: no or bad token (401), missing scope or rights (403), not configured (503)
+AUTH_RESPONSES = problem_responses(401, 403, 503)
+
+__all__ = [
+    "AUTH_RESPONSES",
+    "CallerDep",
+    "CipherDep",
+    "Cursor",
+    "Limit",
+    "Purpose",
+    "SessionDep",
+    "SettingsDep",
+    "Unmask",
+    "WriterDep",
+    "require",
+]

@@ -133,10 +133,12 @@ def ok(status: int, model: type[BaseModel], description: str = "OK") -> Response
 
 ERRORS: Responses = {
     **_error_doc(400, "Bad request (scimType: invalidFilter, invalidSyntax, invalidValue, mutability, ...)"),
-    **_error_doc(401, "No caller identity"),
-    **_error_doc(403, "Not allowed"),
+    **_error_doc(401, "No access token, or one that is not valid (RFC 6750 challenge in WWW-Authenticate)"),
+    **_error_doc(
+        403, "Not allowed: a scope the request needs is missing, or the account is outside the caller's rights"
+    ),
     **_error_doc(404, "No such resource"),
-    **_error_doc(503, "A service this one depends on did not answer"),
+    **_error_doc(503, "A service this one depends on did not answer, or access tokens are not configured"),
     "default": {"description": "Any other SCIM error", "model": ScimErrorDoc},
 }
 WRITE_ERRORS = (

@@ -212,10 +212,11 @@ SERVICE_PROVIDER_CONFIG = ServiceProviderConfig(
     authentication_schemes=[
         AuthenticationScheme(
             type=AuthenticationScheme.Type.oauthbearertoken,
-            name="Tongban gateway principal (interim)",
-            description="Until the auth service issues bearer tokens, the gateway authenticates the caller and "
-            "passes it in the X-Tongban-Principal header (scopes in X-Tongban-Scopes; user:pii returns emails and "
-            "phone numbers unmasked, audited).",
+            name="OAuth Bearer Token",
+            description="An access token (RFC 9068 JWT) from the Tongban auth service in the Authorization header "
+            "(RFC 6750): user:read to read, user:write to provision; user:pii returns emails and phone numbers "
+            "unmasked (audited); admin with the token's admin_units reaches the staff of those org subtrees.",
+            spec_uri="https://www.rfc-editor.org/rfc/rfc6750",
             primary=True,
         )
     ],

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from tongban_kit.pagination import Page
 from tongban_kit.problems import Problem, problem_responses
 from tongban_org import memberships as ms
-from tongban_org.api.deps import Cursor, Limit, PrincipalDep, SessionDep
+from tongban_org.api.deps import AUTH_RESPONSES, Cursor, Limit, PrincipalDep, ReaderDep, SessionDep
 from tongban_org.models import (
     AdminGrant,
     AdminGrantCreate,
@@ -21,15 +21,16 @@ from tongban_org.models import (
 )
 
 router = APIRouter(prefix="/api/v1/orgs", tags=["memberships"])
-RW = problem_responses(400, 401, 403, 404, 409, 422)
+RW = problem_responses(400, 401, 403, 404, 409, 422) | AUTH_RESPONSES
 
 
 @router.get(
     "/memberships",
     summary="List memberships (a user's units, or a unit's posts)",
-    responses=problem_responses(400, 422),
+    responses=problem_responses(400, 422) | AUTH_RESPONSES,
 )
 async def list_memberships(
+    _reader: ReaderDep,
     s: SessionDep,
     limit: Limit = 100,
     cursor: Cursor = None,
@@ -52,8 +53,10 @@ async def add_membership(
     return out
 
 
-@router.get("/memberships/{membership_id:uid}", summary="Get a membership", responses=problem_responses(404))
-async def get_membership(s: SessionDep, membership_id: str) -> MembershipPublic:
+@router.get(
+    "/memberships/{membership_id:uid}", summary="Get a membership", responses=problem_responses(404) | AUTH_RESPONSES
+)
+async def get_membership(_reader: ReaderDep, s: SessionDep, membership_id: str) -> MembershipPublic:
     """One membership."""
     m = await ms.get_membership(s, membership_id=membership_id)
     return ms.membership_public(m)
@@ -76,8 +79,14 @@ async def delete_membership(s: SessionDep, principal: PrincipalDep, membership_i
     return Response(status_code=204)
 
 
-@router.get("/admin-grants", summary="List admin grants (分级授权)", tags=["admin"], responses=problem_responses(422))
+@router.get(
+    "/admin-grants",
+    summary="List admin grants (分级授权)",
+    tags=["admin"],
+    responses=problem_responses(422) | AUTH_RESPONSES,
+)
 async def list_grants(
+    _reader: ReaderDep,
     s: SessionDep,
     principal: Annotated[str | None, Query(max_length=100)] = None,
     unit_id: Annotated[str | None, Query(max_length=36)] = None,

@@ -11,7 +11,7 @@ from tongban_kit.ids import UID_PATTERN
 from tongban_kit.pagination import Page, page_response
 from tongban_kit.problems import Problem, problem_responses
 from tongban_org import tree
-from tongban_org.api.deps import Cursor, Limit, PrincipalDep, SessionDep, SettingsDep
+from tongban_org.api.deps import AUTH_RESPONSES, Cursor, Limit, PrincipalDep, ReaderDep, SessionDep, SettingsDep
 from tongban_org.importer import ImportReport, ImportRequest, import_units, parse_csv
 from tongban_org.memberships import list_members
 from tongban_org.models import (
@@ -29,7 +29,7 @@ from tongban_org.models import (
 
 router = APIRouter(prefix="/api/v1/orgs/units", tags=["units"])
 UnitId = Annotated[str, "unit id"]
-RW = problem_responses(400, 401, 403, 404, 409, 422)
+RW = problem_responses(400, 401, 403, 404, 409, 422) | AUTH_RESPONSES
 
 
 class MoveRequest(BaseModel):
@@ -66,8 +66,9 @@ class Count(BaseModel):
     count: int
 
 
-@router.get("", summary="List and search units", responses=problem_responses(400, 422))
+@router.get("", summary="List and search units", responses=problem_responses(400, 422) | AUTH_RESPONSES)
 async def list_units(
+    _reader: ReaderDep,
     s: SessionDep,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -110,7 +111,7 @@ async def create_unit(
     "/import",
     status_code=201,
     summary="Bulk import units (JSON or CSV)",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422) | AUTH_RESPONSES,
     openapi_extra={
         "requestBody": {
             "content": {
@@ -161,8 +162,8 @@ async def _unit(s: SessionDep, unit_id: str) -> Unit:
     return await tree.get_unit(s, unit_id=unit_id)
 
 
-@router.get("/{unit_id:uid}", summary="Get a unit", responses=problem_responses(404))
-async def get_unit(s: SessionDep, unit_id: UnitId) -> UnitPublic:
+@router.get("/{unit_id:uid}", summary="Get a unit", responses=problem_responses(404) | AUTH_RESPONSES)
+async def get_unit(_reader: ReaderDep, s: SessionDep, unit_id: UnitId) -> UnitPublic:
     """One unit."""
     return tree.public(await _unit(s, unit_id))
 
@@ -174,8 +175,11 @@ async def patch_unit(s: SessionDep, principal: PrincipalDep, unit_id: UnitId, bo
     return tree.public(unit)
 
 
-@router.get("/{unit_id:uid}/children", summary="Direct children", responses=problem_responses(400, 404, 422))
+@router.get(
+    "/{unit_id:uid}/children", summary="Direct children", responses=problem_responses(400, 404, 422) | AUTH_RESPONSES
+)
 async def children(
+    _reader: ReaderDep,
     s: SessionDep,
     unit_id: UnitId,
     limit: Limit = 100,
@@ -190,9 +194,10 @@ async def children(
     "/{unit_id:uid}/subtree",
     summary="Descendants (depth-first)",
     response_model=Page[UnitPublic],
-    responses=problem_responses(400, 404, 422),
+    responses=problem_responses(400, 404, 422) | AUTH_RESPONSES,
 )
 async def subtree(
+    _reader: ReaderDep,
     s: SessionDep,
     unit_id: UnitId,
     limit: Limit = 100,
@@ -206,8 +211,13 @@ async def subtree(
     return page_response(items, nxt)
 
 
-@router.get("/{unit_id:uid}/subtree/count", summary="Number of descendants", responses=problem_responses(404, 422))
+@router.get(
+    "/{unit_id:uid}/subtree/count",
+    summary="Number of descendants",
+    responses=problem_responses(404, 422) | AUTH_RESPONSES,
+)
 async def subtree_count(
+    _reader: ReaderDep,
     s: SessionDep,
     unit_id: UnitId,
     depth: Annotated[int | None, Query(ge=1, le=20)] = None,
@@ -217,22 +227,31 @@ async def subtree_count(
     return Count(count=await tree.subtree_count(s, unit=await _unit(s, unit_id), depth=depth, status=status))
 
 
-@router.get("/{unit_id:uid}/ancestors", summary="Path from the root", responses=problem_responses(404))
-async def ancestors(s: SessionDep, unit_id: UnitId) -> list[UnitPublic]:
+@router.get("/{unit_id:uid}/ancestors", summary="Path from the root", responses=problem_responses(404) | AUTH_RESPONSES)
+async def ancestors(_reader: ReaderDep, s: SessionDep, unit_id: UnitId) -> list[UnitPublic]:
     """Ancestors, root first."""
     return await tree.ancestors(s, unit=await _unit(s, unit_id))
 
 
-@router.get("/{unit_id:uid}/members", summary="Members of a unit", responses=problem_responses(400, 404, 422))
+@router.get(
+    "/{unit_id:uid}/members", summary="Members of a unit", responses=problem_responses(400, 404, 422) | AUTH_RESPONSES
+)
 async def members(
-    s: SessionDep, unit_id: UnitId, limit: Limit = 100, cursor: Cursor = None, recursive: bool = False
+    _reader: ReaderDep,
+    s: SessionDep,
+    unit_id: UnitId,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    recursive: bool = False,
 ) -> Page[MembershipPublic]:
     """Members of the unit, or with `recursive=true` of its whole subtree."""
     return await list_members(s, unit=await _unit(s, unit_id), recursive=recursive, limit=limit, cursor=cursor)
 
 
-@router.get("/{unit_id:uid}/history", summary="What happened to a unit", responses=problem_responses(404))
-async def history(s: SessionDep, unit_id: UnitId) -> list[HistoryPublic]:
+@router.get(
+    "/{unit_id:uid}/history", summary="What happened to a unit", responses=problem_responses(404) | AUTH_RESPONSES
+)
+async def history(_reader: ReaderDep, s: SessionDep, unit_id: UnitId) -> list[HistoryPublic]:
     """Creation, changes, moves and dissolution, oldest first."""
     from sqlmodel import col, select
 

@@ -11,7 +11,7 @@ from scim2_models import Context, PatchOp, SearchRequest
 from starlette.convertors import Convertor, register_url_convertor
 
 from tongban_user import accounts
-from tongban_user.api.deps import CallerDep, CipherDep, SessionDep
+from tongban_user.api.deps import CallerDep, CipherDep, SessionDep, WriterDep
 from tongban_user.models import Status, UserAccount
 from tongban_user.scim import discovery, groups, mapping
 from tongban_user.scim.errors import ScimError, ScimJSONResponse, ScimRoute, from_validation
@@ -164,7 +164,7 @@ async def search_users(s: SessionDep, caller: CallerDep, cipher: CipherDep, requ
 )
 async def create_user(
     s: SessionDep,
-    caller: CallerDep,
+    caller: WriterDep,
     cipher: CipherDep,
     request: Request,
     attributes: Attributes = None,
@@ -209,7 +209,7 @@ async def get_user(
 )
 async def replace_user(
     s: SessionDep,
-    caller: CallerDep,
+    caller: WriterDep,
     cipher: CipherDep,
     request: Request,
     user_id: str,
@@ -239,7 +239,7 @@ async def replace_user(
 )
 async def patch_user(
     s: SessionDep,
-    caller: CallerDep,
+    caller: WriterDep,
     cipher: CipherDep,
     request: Request,
     user_id: str,
@@ -267,7 +267,7 @@ async def patch_user(
 
 
 @router.delete(USER_PATH, status_code=204, summary="Delete a user (soft)", responses=WRITE_ERRORS)
-async def delete_user(s: SessionDep, caller: CallerDep, user_id: str, if_match: IfMatch = None) -> Response:
+async def delete_user(s: SessionDep, caller: WriterDep, user_id: str, if_match: IfMatch = None) -> Response:
     """The account is deleted as by REST: login names are released, the record is purged after retention."""
     u = await load(s, user_id, caller)
     if if_match is not None:

@@ -10,13 +10,24 @@ from tongban_kit.pagination import Page
 from tongban_kit.problems import Problem, problem_responses
 from tongban_user import accounts
 from tongban_user.access import subtree_member_ids
-from tongban_user.api.deps import CallerDep, CipherDep, Cursor, Limit, Purpose, SessionDep, SettingsDep, Unmask
+from tongban_user.api.deps import (
+    AUTH_RESPONSES,
+    CallerDep,
+    CipherDep,
+    Cursor,
+    Limit,
+    Purpose,
+    SessionDep,
+    SettingsDep,
+    Unmask,
+    WriterDep,
+)
 from tongban_user.importer import ImportReport, import_users
 from tongban_user.models import Kind, Status, StatusChange, UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
-RW = problem_responses(400, 401, 403, 404, 409, 422)
-READ = problem_responses(400, 401, 403, 404, 422)
+RW = problem_responses(400, 401, 403, 404, 409, 422) | AUTH_RESPONSES
+READ = problem_responses(400, 401, 403, 404, 422) | AUTH_RESPONSES
 
 
 @router.get("", summary="Search users", responses=READ | problem_responses(503))
@@ -80,7 +91,7 @@ async def _direct_members(request: Request, unit_id: str, timeout: float) -> set
 
 @router.post("", status_code=201, summary="Create a user", responses=RW)
 async def create_user(
-    s: SessionDep, caller: CallerDep, cipher: CipherDep, body: UserCreate, request: Request, response: Response
+    s: SessionDep, caller: WriterDep, cipher: CipherDep, body: UserCreate, request: Request, response: Response
 ) -> UserPublic:
     """Citizens need an identity number; legal persons a credit code; login names must be unique."""
     out = await accounts.create_user(s, data=body, caller=caller, cipher=cipher)
@@ -92,10 +103,10 @@ async def create_user(
     "/import",
     status_code=201,
     summary="Bulk import users (JSON or CSV)",
-    responses=problem_responses(400, 401, 403, 413, 415, 422),
+    responses=problem_responses(400, 401, 403, 413, 415, 422) | AUTH_RESPONSES,
 )
 async def import_(
-    s: SessionDep, caller: CallerDep, cipher: CipherDep, settings: SettingsDep, request: Request
+    s: SessionDep, caller: WriterDep, cipher: CipherDep, settings: SettingsDep, request: Request
 ) -> ImportReport:
     """All rows or none: any row error rejects the import with a per-row report."""
     return await import_users(s, request=request, caller=caller, cipher=cipher, max_rows=settings.import_max_rows)
@@ -130,14 +141,14 @@ async def get_user(
 
 
 @router.patch("/{user_id:uid}", summary="Change a user (merge-patch)", responses=RW)
-async def patch_user(s: SessionDep, caller: CallerDep, cipher: CipherDep, user_id: str, body: UserUpdate) -> UserPublic:
+async def patch_user(s: SessionDep, caller: WriterDep, cipher: CipherDep, user_id: str, body: UserUpdate) -> UserPublic:
     """Absent fields stay; null clears optional ones."""
     u = await accounts.get_account(s, user_id, caller)
     changes: dict[str, Any] = {k: getattr(body, k) for k in body.model_fields_set}
     return await accounts.update_user(s, u=u, changes=changes, caller=caller, cipher=cipher)
 
 
-async def _status(s: SessionDep, caller: CallerDep, user_id: str, status: Status, reason: str | None) -> UserPublic:
+async def _status(s: SessionDep, caller: WriterDep, user_id: str, status: Status, reason: str | None) -> UserPublic:
     u = await accounts.get_account(s, user_id, caller)
     u = await accounts.set_status(s, u=u, status=status, reason=reason, caller=caller)
     return accounts.to_public(u, (await accounts.operators_of(s, [u.id])).get(u.id, []))
@@ -145,7 +156,7 @@ async def _status(s: SessionDep, caller: CallerDep, user_id: str, status: Status
 
 @router.post("/{user_id:uid}/disable", summary="Disable a user", responses=RW)
 async def disable(
-    s: SessionDep, caller: CallerDep, user_id: str, body: Annotated[StatusChange | None, Body()] = None
+    s: SessionDep, caller: WriterDep, user_id: str, body: Annotated[StatusChange | None, Body()] = None
 ) -> UserPublic:
     """A disabled account cannot sign in; it can be enabled again."""
     return await _status(s, caller, user_id, Status.disabled, body.reason if body else None)
@@ -153,7 +164,7 @@ async def disable(
 
 @router.post("/{user_id:uid}/enable", summary="Enable a disabled user", responses=RW)
 async def enable(
-    s: SessionDep, caller: CallerDep, user_id: str, body: Annotated[StatusChange | None, Body()] = None
+    s: SessionDep, caller: WriterDep, user_id: str, body: Annotated[StatusChange | None, Body()] = None
 ) -> UserPublic:
     """Back to active."""
     return await _status(s, caller, user_id, Status.active, body.reason if body else None)
@@ -161,7 +172,7 @@ async def enable(
 
 @router.delete("/{user_id:uid}", status_code=204, summary="Delete a user (soft; purged after retention)", responses=RW)
 async def delete_user(
-    s: SessionDep, caller: CallerDep, user_id: str, reason: Annotated[str | None, Query(max_length=500)] = None
+    s: SessionDep, caller: WriterDep, user_id: str, reason: Annotated[str | None, Query(max_length=500)] = None
 ) -> Response:
     """Releases login names now; the record is purged after the retention period."""
     await _status(s, caller, user_id, Status.deleted, reason)
