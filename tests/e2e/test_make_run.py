@@ -1,7 +1,9 @@
-"""The embedded default (`make run`) end to end: start, use the API through the gateway, stop on Ctrl-C."""
+"""The embedded default (`make run`) end to end: start, sign in through the gateway (OpenID Connect with PKCE,
+the HTML login form), use the APIs with the tokens, stop on Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -12,9 +14,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tongban_kit.natsserver import free_port
+import httpx
 
-ADMIN = {"X-Tongban-Principal": "demo-admin", "Content-Type": "application/json"}
+from tongban_kit.demo import DEMO_PASSWORD
+from tongban_kit.natsserver import free_port
+from tongban_kit.testing.browser import sign_in
+
+DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
 
 def _call(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -26,6 +32,35 @@ def _call(method: str, url: str, body: Any = None, headers: dict[str, str] | Non
     except urllib.error.HTTPError as e:
         assert e.headers["content-type"] == "application/problem+json"
         return e.code, json.loads(e.read())
+
+
+async def _sign_in_both(base: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=20) as http:
+        admin = await sign_in(
+            http,
+            base,
+            client_id="demo-app",
+            client_secret="demo-secret",
+            redirect_uri=DEMO_REDIRECT_URI,
+            scope="openid profile admin org:read org:write user:read",
+            login="demo-admin",
+            password=DEMO_PASSWORD,
+        )
+    async with httpx.AsyncClient(timeout=20) as http:
+        citizen = await sign_in(
+            http,
+            base,
+            client_id="demo-spa",
+            redirect_uri=DEMO_REDIRECT_URI,
+            scope="openid profile user:read",
+            login="demo-citizen",
+            password=DEMO_PASSWORD,
+        )
+    return admin, citizen
+
+
+def _bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}", "Content-Type": "application/json"}
 
 
 def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path) -> None:
@@ -49,10 +84,18 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         base = f"http://127.0.0.1:{port}"
         assert any(base + "/api/v1/orgs/units" in x for x in lines)
 
-        status, page = _call("GET", f"{base}/api/v1/orgs/units?division_code=330000&type=government&level=province")
+        # the administrator and a citizen sign in through the gateway, as their apps would send them
+        admin_tokens, citizen_tokens = asyncio.run(_sign_in_both(base))
+        ADMIN = _bearer(admin_tokens)
+
+        status, problem = _call("GET", f"{base}/api/v1/orgs/units?limit=1")
+        assert status == 401 and problem["status"] == 401
+        status, page = _call(
+            "GET", f"{base}/api/v1/orgs/units?division_code=330000&type=government&level=province", headers=ADMIN
+        )
         assert status == 200 and page["items"][0]["name"] == "浙江省人民政府"
         province = page["items"][0]["id"]
-        status, children = _call("GET", f"{base}/api/v1/orgs/units/{province}/children?limit=100")
+        status, children = _call("GET", f"{base}/api/v1/orgs/units/{province}/children?limit=100", headers=ADMIN)
         assert {"330100000000", "331100000000"} <= {u["division_code"] for u in children["items"]}
 
         body = {
@@ -66,7 +109,7 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         assert status == 401 and problem["status"] == 401
         status, unit = _call("POST", f"{base}/api/v1/orgs/units", body, ADMIN)
         assert status == 201, unit
-        status, path = _call("GET", f"{base}/api/v1/orgs/units/{unit['id']}/ancestors")
+        status, path = _call("GET", f"{base}/api/v1/orgs/units/{unit['id']}/ancestors", headers=ADMIN)
         assert [u["id"] for u in path] == [province]
 
         status, spec = _call("GET", f"{base}/openapi.json")
@@ -81,10 +124,12 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         status, demo = _call("GET", f"{base}/api/v1/auth/clients/demo-app", headers=ADMIN)
         assert status == 200 and demo["client_type"] == "confidential" and "client_secret" not in demo
 
-        status, me = _call("GET", f"{base}/api/v1/users/me", headers={"X-Tongban-Principal": "demo-citizen"})
+        status, me = _call("GET", f"{base}/api/v1/users/me", headers=_bearer(citizen_tokens))
         assert status == 200 and me["kind"] == "citizen" and me["masked"] is True
         assert me["id_number"].startswith("330106") and "*" in me["id_number"]
-        status, staff = _call("GET", f"{base}/api/v1/orgs/units/{province}/members?recursive=true&limit=500")
+        status, staff = _call(
+            "GET", f"{base}/api/v1/orgs/units/{province}/members?recursive=true&limit=500", headers=ADMIN
+        )
         assert me["id"] not in {m["user_id"] for m in staff["items"]}
         status, users = _call("GET", f"{base}/api/v1/users?kind=staff&limit=500", headers=ADMIN)
         assert {m["user_id"] for m in staff["items"]} <= {u["id"] for u in users["items"]}, "seeded staff exist"

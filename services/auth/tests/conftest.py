@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,6 +22,9 @@ from tongban_auth.main import create_app
 from tongban_auth.seed import seed
 from tongban_auth.tokens import Signer
 from tongban_kit.db import Database, run_migrations
+from tongban_kit.demo import demo_user_id
+
+from .helpers import ADMIN
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +73,35 @@ async def client(auth_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=auth_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as c:
         yield c
+
+
+async def mint_access_token(app: FastAPI, sub: str, scope: str, **claims: object) -> str:
+    """An access token signed by the running service, as its token endpoint would issue one."""
+    settings: Settings = app.state.runtime.settings
+    now = int(time.time())
+    body = {
+        "iss": settings.issuer,
+        "sub": sub,
+        "aud": settings.api_audience,
+        "client_id": "demo-app",
+        "scope": scope,
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + 300,
+        **claims,
+    }
+    signer: Signer = app.state.signer
+    return await signer.sign(body, typ="at+jwt")
+
+
+@pytest.fixture(autouse=True)
+async def _admin_token(request: pytest.FixtureRequest) -> None:
+    """Tests of the running service act as the demo platform administrator through `helpers.ADMIN`."""
+    if "auth_app" not in request.fixturenames:
+        return
+    app: FastAPI = request.getfixturevalue("auth_app")
+    token = getattr(app.state, "test_admin_token", None)
+    if token is None:
+        token = app.state.test_admin_token = await mint_access_token(app, demo_user_id("demo-admin"), "admin")
+    ADMIN.clear()
+    ADMIN["Authorization"] = f"Bearer {token}"

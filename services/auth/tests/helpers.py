@@ -8,7 +8,8 @@ from tongban_kit.testing.helpers import assert_problem, eventually  # noqa: F401
 from tongban_kit.testing.recorder import EventRecorder
 
 T = TypeVar("T")
-ADMIN = {"X-Tongban-Principal": "demo-admin"}
+#: headers of a platform administrator's request: a Bearer token minted per test module (see conftest)
+ADMIN: dict[str, str] = {}
 CLIENTS = "/api/v1/auth/clients"
 
 

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from tongban_kit.demo import demo_user_id
 from tongban_kit.settings import ServiceSettings
 
 SigningAlg = Literal["ES256", "RS256"]
@@ -40,10 +41,9 @@ class Settings(ServiceSettings):
     signing_key_cache_seconds: int = 30
     #: allow `http://127.0.0.1`, `http://localhost` and `http://[::1]` redirect URIs; unset: in dev only
     allow_loopback_http_redirects: bool | None = None
-    #: principals that administer the client registry
-    bootstrap_admins: list[str] = ["demo-admin"]
-    #: interim identity: trust `X-Tongban-Principal` until the service checks its own tokens
-    trust_principal_header: bool = True
+    #: platform administrators of the client registry: account ids (or client ids, for a service account),
+    #: whose tokens carry the `admin` scope
+    bootstrap_admins: list[str] = [demo_user_id("demo-admin")]
 
     #: `aud` of access tokens for the Tongban APIs behind the gateway
     api_audience: str = "tongban-api"

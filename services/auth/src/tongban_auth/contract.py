@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from tongban_auth.models import ClientStatus
 from tongban_auth.schemas import ClientPublic
 from tongban_kit.app import ServiceContract
+from tongban_kit.consumer import ConsumerSpec
 from tongban_kit.events import EventSpec
 from tongban_kit.nats import StreamSpec
 
@@ -152,5 +153,13 @@ CONTRACT = ServiceContract(
         TOKEN_ISSUED,
         TOKEN_REVOKED,
         SESSION_ENDED,
+    ),
+    consumers=(
+        ConsumerSpec(
+            "auth-backchannel-logout",
+            "AUTH_EVENTS",
+            ("auth.session.ended.v1",),
+            "Sends back-channel logout tokens to the apps that had a grant in an ended session.",
+        ),
     ),
 )

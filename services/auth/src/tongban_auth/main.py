@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from fastapi import FastAPI
 
-from tongban_auth import keys
-from tongban_auth.api.routes import clients, discovery
+from tongban_auth import credentials, interaction, keys, logout, otp
+from tongban_auth.api.routes import clients, discovery, oauth, signin
 from tongban_auth.config import Settings
 from tongban_auth.contract import CONTRACT
 from tongban_auth.tokens import Signer
+from tongban_auth.web import Pages
 from tongban_kit.app import Runtime, create_service_app
 from tongban_kit.contracts import ServiceDescriptor
+
+log = logging.getLogger(__name__)
 
 TAGS = [
     {"name": "discovery", "description": "OpenID Provider metadata and the published signing keys."},
     {"name": "clients", "description": "The registry of applications (OAuth clients), for administrators."},
+    {"name": "oidc", "description": "Authorization, pushed requests, sign-in pages, logout and the account page."},
+    {"name": "oauth", "description": "Token, introspection, revocation and userinfo endpoints (back channel)."},
     {"name": "ops", "description": "Health, readiness and metrics."},
 ]
 
@@ -24,21 +32,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     box = keys.make_box(settings)
 
+    deliverer = _otp_deliverer(settings)
+
     async def start(rt: Runtime) -> None:
         await keys.ensure_keys(rt.db, settings, box)
+        rt.background.append(asyncio.create_task(credentials.purge_periodically(rt), name="auth-purge"))
+
+    async def stop(rt: Runtime) -> None:
+        await oauth.uninstall(app)
 
     app = create_service_app(
         settings,
         CONTRACT,
-        routers=[discovery.router, clients.router],
+        routers=[discovery.router, clients.router, oauth.router, signin.router],
         title="Tongban authentication service",
         summary="统一身份认证: OpenID Connect provider, signing keys, client registry",
         openapi_tags=TAGS,
         on_startup=start,
+        on_shutdown=stop,
+        consumer_handlers=lambda rt: {
+            "auth-backchannel-logout": logout.consumer_handler(app.state.signer, settings),
+        },
     )
     app.state.key_box = box
     app.state.signer = Signer(app.state.runtime.db, box, settings)
+    app.state.interaction_box = interaction.make_box(settings)
+    app.state.otp_deliverer = deliverer
+    Pages(settings).install(app)
+    oauth.install(app, settings)
     return app
+
+
+def _otp_deliverer(settings: Settings) -> otp.Deliverer | None:
+    """Where one-time codes go; outside development a missing channel stops the service at start."""
+    try:
+        return otp.make_deliverer(settings)
+    except otp.DeliveryUnavailable as exc:
+        if settings.environment == "prod":
+            raise
+        log.warning("one-time codes by SMS or email are unavailable: %s", exc)
+        return None
 
 
 DESCRIPTOR = ServiceDescriptor(

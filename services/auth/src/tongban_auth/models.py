@@ -63,7 +63,7 @@ class ClientStatus(StrEnum):
 
 
 class Client(SQLModel, table=True):
-    """A registered application (OAuth client); the secret is kept only as an Argon2id hash."""
+    """A registered application (OAuth client); the secret is kept only as a SHA-256 digest (it is random)."""
 
     __tablename__ = "auth_client"
     __table_args__ = (Index("ix_auth_client_owner", "owner_unit_id", "client_id"),)

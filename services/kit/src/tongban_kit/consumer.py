@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tongban_kit.context import bind_from_headers
 from tongban_kit.db import Database, UtcDateTime
 from tongban_kit.events import CloudEvent
-from tongban_kit.nats import Bus
+from tongban_kit.nats import Bus, subject_matches
 from tongban_kit.outbox import utcnow
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,9 @@ class EventConsumer:
         self._sub: Any = None
 
     async def _process(self, msg: Msg) -> None:
+        if not any(subject_matches(self.bus.subject(p), msg.subject) for p in self.spec.subjects):
+            await msg.ack()  # a server that cannot filter on several subjects delivered everything
+            return
         bind_from_headers(msg.headers)
         try:
             event = CloudEvent.from_json(msg.data)
@@ -97,12 +100,14 @@ class EventConsumer:
     async def run(self) -> None:
         """Consume until cancelled."""
         durable = self.bus.stream_name(self.spec.name)
+        subjects = [self.bus.subject(s) for s in self.spec.subjects]
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             max_deliver=self.spec.max_deliver,
-            filter_subjects=[self.bus.subject(s) for s in self.spec.subjects],
+            # one subject as `filter_subject`: servers before 2.10 ignore `filter_subjects` (and deliver all)
+            **({"filter_subject": subjects[0]} if len(subjects) == 1 else {"filter_subjects": subjects}),
             ack_wait=30,
         )
         stream = self.bus.stream_name(self.spec.stream)

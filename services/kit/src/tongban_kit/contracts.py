@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from tongban_kit.app import ServiceContract
 from tongban_kit.events import EventSpec
+from tongban_kit.nats import subject_matches
 from tongban_kit.rpc import RpcSpec
 
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
@@ -116,7 +117,7 @@ def asyncapi(descriptors: dict[str, ServiceDescriptor]) -> dict[str, Any]:
         for ev in d.contract.events:
             key = ev.subject.replace(".", "_")
             matched = sorted(
-                {who for pattern, whos in consumers.items() if _matches(pattern, ev.subject) for who in whos}
+                {who for pattern, whos in consumers.items() if subject_matches(pattern, ev.subject) for who in whos}
             )
             channels[key] = {
                 "address": ev.subject,
@@ -177,16 +178,6 @@ def asyncapi(descriptors: dict[str, ServiceDescriptor]) -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
     }
-
-
-def _matches(pattern: str, subject: str) -> bool:
-    p, s = pattern.split("."), subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s) or (tok != "*" and tok != s[i]):
-            return False
-    return len(p) == len(s)
 
 
 def render(descriptors: dict[str, ServiceDescriptor] | None = None) -> dict[str, str]:

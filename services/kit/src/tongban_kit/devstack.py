@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from tongban_kit.contracts import ServiceDescriptor, discover
+from tongban_kit.demo import demo_user_id
 from tongban_kit.natsserver import LocalNatsServer, free_port
 
 GATEWAY_PORT = 8000
@@ -108,6 +109,12 @@ class DevStack:
                     f"{prefix}DATABASE_URL": f"sqlite+aiosqlite:///{self.data}/{name}.db",
                     f"{prefix}OIDC_ISSUER": issuer,
                     f"{prefix}OIDC_JWKS_URL": jwks,
+                    # development only: the demo app's own token (client_credentials, admin scope) may manage apps
+                    **(
+                        {f"{prefix}BOOTSTRAP_ADMINS": json.dumps([demo_user_id("demo-admin"), "demo-app"])}
+                        if name == "auth"
+                        else {}
+                    ),
                 },
             )
             py = [sys.executable, "-m", d.module]

@@ -136,3 +136,14 @@ async def connect(
     )
     bus = Bus(nc, namespace)
     return bus
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether a NATS subject matches a pattern with `*` (one token) and `>` (the rest) wildcards."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -9,8 +10,6 @@ from fastapi import Depends, Header, Query, Request
 from tongban_auth.config import Settings
 from tongban_kit.app import SessionDep
 from tongban_kit.problems import Problem
-
-PRINCIPAL_HEADER = "X-Tongban-Principal"
 
 
 def get_settings(request: Request) -> Settings:
@@ -20,29 +19,40 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+_BEARER = re.compile(r"[Bb]earer ([A-Za-z0-9._~+/-]+=*)")
+
+
+def _challenge(status: int, detail: str, error: str | None = None, scope: str | None = None) -> Problem:
+    challenge = 'Bearer realm="tongban"'
+    if error:
+        challenge += f', error="{error}"'
+    if scope:
+        challenge += f', scope="{scope}"'
+    kind = {None: "authentication-required", "insufficient_scope": "insufficient-scope"}.get(error, "invalid-token")
+    return Problem(status, detail, type=kind, headers={"WWW-Authenticate": challenge})
 
 
 async def get_admin(
+    request: Request,
     settings: SettingsDep,
-    x_tongban_principal: Annotated[
-        str | None,
-        Header(
-            description="Interim caller identity until the service checks its own tokens",
-            pattern=r"^[A-Za-z0-9._:@-]{1,100}$",
-        ),
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <access token>` with the `admin` scope of a platform administrator")
     ] = None,
 ) -> str:
-    """The calling administrator's name; 401 without a caller, 403 for anyone else."""
-    if not settings.trust_principal_header or not x_tongban_principal:
-        raise Problem(
-            401,
-            f"this API needs a caller identity ({PRINCIPAL_HEADER})",
-            type="unauthenticated",
-            headers={"WWW-Authenticate": 'Bearer realm="tongban"'},
-        )
-    if x_tongban_principal not in settings.bootstrap_admins:
+    """The calling platform administrator (the token's `sub`): 401 without a valid token, 403 for anyone else."""
+    if not authorization:
+        raise _challenge(401, "this API needs an access token with the admin scope")
+    match = _BEARER.fullmatch(authorization.strip())
+    if match is None:
+        raise _challenge(401, "the Authorization header must carry a Bearer token", "invalid_token")
+    vt = await request.app.state.oauth.checker.active(match.group(1))
+    if vt is None:
+        raise _challenge(401, "the access token is invalid, expired or revoked", "invalid_token")
+    if "admin" not in vt.scopes:
+        raise _challenge(403, "the access token lacks the admin scope", "insufficient_scope", "admin")
+    if vt.sub not in settings.bootstrap_admins:
         raise Problem(403, "only platform administrators manage clients", type="forbidden")
-    return x_tongban_principal
+    return vt.sub
 
 
 AdminDep = Annotated[str, Depends(get_admin)]

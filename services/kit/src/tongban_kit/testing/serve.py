@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal
 
 import uvicorn
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone (the test runner owns them)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install nothing: a signal to the test process must not stop the server behind a fixture."""
+        yield
 
 
 def reserve_socket() -> socket.socket:
@@ -36,7 +45,7 @@ async def serve(
     """
     sock = sock or reserve_socket()
     config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
-    server = uvicorn.Server(config)
+    server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):

@@ -17,6 +17,14 @@ from tongban_kit.app import SessionDep
 router = APIRouter(tags=["discovery"])
 
 JWKS_PATH = "/oauth2/jwks"
+CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
+#: algorithms accepted for private_key_jwt client assertions
+ASSERTION_ALGS = ["ES256", "RS256"]
+CLAIMS = [
+    *("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "azp"),
+    *("name", "preferred_username", "email", "email_verified", "phone_number"),
+]
 #: metadata name → (path below the issuer, metadata that holds only while that endpoint exists)
 ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
     "authorization_endpoint": (
@@ -26,22 +34,50 @@ ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
             "response_modes_supported": ["query"],
             "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
+            "authorization_response_iss_parameter_supported": True,
+            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            "ui_locales_supported": ["zh-CN", "en"],
+            "request_parameter_supported": False,
+            "claims_parameter_supported": False,
         },
     ),
     "token_endpoint": (
         "/oauth2/token",
-        {"token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"]},
+        {
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        },
     ),
-    "userinfo_endpoint": ("/oauth2/userinfo", {}),
+    "userinfo_endpoint": ("/oauth2/userinfo", {"claims_supported": CLAIMS}),
     "jwks_uri": (JWKS_PATH, {}),
-    "revocation_endpoint": ("/oauth2/revoke", {}),
-    "introspection_endpoint": ("/oauth2/introspect", {}),
-    "end_session_endpoint": ("/oauth2/logout", {}),
-    "pushed_authorization_request_endpoint": ("/oauth2/par", {}),
+    "revocation_endpoint": (
+        "/oauth2/revoke",
+        {
+            "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        },
+    ),
+    "introspection_endpoint": (
+        "/oauth2/introspect",
+        {
+            "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        },
+    ),
+    "end_session_endpoint": (
+        "/oauth2/logout",
+        {"backchannel_logout_supported": True, "backchannel_logout_session_supported": True},
+    ),
+    "pushed_authorization_request_endpoint": ("/oauth2/par", {"require_pushed_authorization_requests": False}),
     "registration_endpoint": ("/oauth2/register", {}),
 }
 #: grant types with a working handler at the token endpoint; each grant adds itself when it is built
-GRANT_TYPES_SUPPORTED: list[str] = []
+GRANT_TYPES_SUPPORTED: list[str] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+]
 
 
 def serves(app: FastAPI, path: str) -> bool:
@@ -62,6 +98,8 @@ def metadata(app: FastAPI, settings: Settings) -> dict[str, Any]:
         extra["grant_types_supported"] = list(GRANT_TYPES_SUPPORTED)
     doc["scopes_supported"] = list(SCOPES)
     doc["id_token_signing_alg_values_supported"] = list(settings.signing_algs)
+    if "authorization_endpoint" in doc:
+        doc["acr_values_supported"] = [settings.acr_password, settings.acr_mfa]
     doc.update(extra)
     return doc
 

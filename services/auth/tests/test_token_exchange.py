@@ -1,0 +1,119 @@
+"""Token exchange (RFC 8693): a service acts for a person with a token naming it as the actor."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tongban_auth.config import Settings
+from tongban_auth.issuance import ACCESS_TOKEN_TYPE
+from tongban_auth.schemas import GrantType
+from tongban_kit.db import Database
+from tongban_kit.testing.recorder import EventRecorder
+
+from .helpers import event_about
+from .oauth_support import REVOKE, TOKEN, App, claims_of, make_grant, oauth_error, pkce, post, redeem, register
+
+EXCHANGE = GrantType.token_exchange.value
+
+
+@pytest.fixture(scope="module")
+async def web(auth_db: Database) -> App:
+    """The app the person signed in to."""
+    return await register(auth_db)
+
+
+@pytest.fixture(scope="module")
+async def backend(auth_db: Database) -> App:
+    """A service that calls other APIs on the person's behalf."""
+    return await register(
+        auth_db, grant_types=[GrantType.token_exchange, GrantType.client_credentials], scopes=["user:read", "admin"]
+    )
+
+
+async def _user_token(client: httpx.AsyncClient, db: Database, settings: Settings, app: App) -> tuple[str, str]:
+    verifier, challenge = pkce()
+    grant, code = await make_grant(db, settings, app, challenge=challenge, session_id="sid-x")
+    body = (await redeem(client, app, code, verifier)).json()
+    return body["access_token"], grant.id
+
+
+def _exchange(client: httpx.AsyncClient, app: App, token: str, **extra: str):  # type: ignore[no-untyped-def]
+    form = {"grant_type": EXCHANGE, "subject_token": token, "subject_token_type": ACCESS_TOKEN_TYPE, **extra}
+    return post(client, TOKEN, app, form)
+
+
+async def test_exchange_names_the_actor(
+    client: httpx.AsyncClient,
+    auth_db: Database,
+    auth_settings: Settings,
+    web: App,
+    backend: App,
+    event_recorder: EventRecorder,
+) -> None:
+    subject, grant_id = await _user_token(client, auth_db, auth_settings, web)
+    r = await _exchange(client, backend, subject)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["issued_token_type"] == ACCESS_TOKEN_TYPE and body["token_type"] == "Bearer"
+    assert body["scope"] == "user:read" and "refresh_token" not in body  # openid is not the backend's to hold
+    jwks = (await client.get("/oauth2/jwks")).json()
+    at, original = claims_of(body["access_token"], jwks), claims_of(subject, jwks)
+    assert at["sub"] == original["sub"] and at["client_id"] == backend.client_id
+    assert at["act"] == {"sub": backend.client_id} and at["gid"] == grant_id and at["sid"] == "sid-x"
+    assert at["exp"] <= original["exp"]
+    event = await event_about(event_recorder, "auth.token.issued.v1", original["sub"])
+    assert any(e["data"].get("actor") == backend.client_id for e in event_recorder.events("auth.token.issued.v1")), (
+        event
+    )
+
+    # a second hop nests the earlier actor
+    second = await register(auth_db, grant_types=[GrantType.token_exchange], scopes=["user:read"])
+    r = await _exchange(client, second, body["access_token"])
+    nested = claims_of(r.json()["access_token"], jwks)
+    assert nested["act"] == {"sub": second.client_id, "act": {"sub": backend.client_id}}
+
+
+async def test_scopes_are_the_intersection(
+    client: httpx.AsyncClient, auth_db: Database, auth_settings: Settings, web: App, backend: App
+) -> None:
+    subject, _ = await _user_token(client, auth_db, auth_settings, web)
+    oauth_error(await _exchange(client, backend, subject, scope="admin"), 400, "invalid_scope")
+    r = await _exchange(client, backend, subject, scope="user:read admin")
+    assert r.json()["scope"] == "user:read"
+
+
+async def test_bad_subject_tokens(
+    client: httpx.AsyncClient, auth_db: Database, auth_settings: Settings, web: App, backend: App
+) -> None:
+    oauth_error(await _exchange(client, backend, "not-a-token"), 400, "invalid_grant")
+    subject, _ = await _user_token(client, auth_db, auth_settings, web)
+    tampered = subject[:-4] + ("AAAA" if not subject.endswith("AAAA") else "BBBB")
+    oauth_error(await _exchange(client, backend, tampered), 400, "invalid_grant")
+    own = (await post(client, TOKEN, backend, {"grant_type": "client_credentials"})).json()["access_token"]
+    oauth_error(await _exchange(client, backend, own), 400, "invalid_grant")  # names no person
+
+    assert (await post(client, REVOKE, web, {"token": subject})).status_code == 200
+    body = oauth_error(await _exchange(client, backend, subject), 400, "invalid_grant")
+    assert "unrevoked" in body["error_description"]
+
+
+async def test_request_checks(
+    client: httpx.AsyncClient, auth_db: Database, auth_settings: Settings, web: App, backend: App
+) -> None:
+    subject, _ = await _user_token(client, auth_db, auth_settings, web)
+    r = await post(client, TOKEN, backend, {"grant_type": EXCHANGE, "subject_token": subject})
+    oauth_error(r, 400, "invalid_request")
+    r = await post(
+        client,
+        TOKEN,
+        backend,
+        {
+            "grant_type": EXCHANGE,
+            "subject_token": subject,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        },
+    )
+    oauth_error(r, 400, "invalid_request")
+    oauth_error(await _exchange(client, backend, subject, audience="elsewhere"), 400, "invalid_target")
+    oauth_error(await _exchange(client, web, subject), 400, "unauthorized_client")
