@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Query, Request
 from tongban_auth.config import Settings
 from tongban_kit.app import SessionDep
 from tongban_kit.problems import Problem
+from tongban_kit.tokens import VerifiedToken
 
 
 def get_settings(request: Request) -> Settings:
@@ -45,7 +46,7 @@ async def get_admin(
     match = _BEARER.fullmatch(authorization.strip())
     if match is None:
         raise _challenge(401, "the Authorization header must carry a Bearer token", "invalid_token")
-    vt = await request.app.state.oauth.checker.active(match.group(1))
+    vt: VerifiedToken | None = await request.app.state.oauth.checker.active(match.group(1))
     if vt is None:
         raise _challenge(401, "the access token is invalid, expired or revoked", "invalid_token")
     if "admin" not in vt.scopes:
