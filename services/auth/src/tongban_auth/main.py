@@ -8,7 +8,7 @@ import logging
 from fastapi import FastAPI
 
 from tongban_auth import credentials, interaction, keys, logout, otp
-from tongban_auth.api.routes import clients, discovery, oauth, signin
+from tongban_auth.api.routes import clients, discovery, oauth, registration, signin
 from tongban_auth.config import Settings
 from tongban_auth.contract import CONTRACT
 from tongban_auth.tokens import Signer
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(
         settings,
         CONTRACT,
-        routers=[discovery.router, clients.router, oauth.router, signin.router],
+        routers=[discovery.router, clients.router, registration.router, oauth.router, signin.router],
         title="Tongban authentication service",
         summary="统一身份认证: OpenID Connect provider, signing keys, client registry",
         openapi_tags=TAGS,

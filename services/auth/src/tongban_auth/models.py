@@ -271,3 +271,19 @@ class UsedAssertion(SQLModel, table=True):
     jti: str = Field(sa_column=Column(String(200), primary_key=True))
     client_id: str = Field(sa_column=Column(String(100), primary_key=True))
     expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class InitialAccessToken(SQLModel, table=True):
+    """An initial access token for dynamic client registration (RFC 7591 §3): made by an administrator, limited
+    in time, number of uses and the scopes the clients it registers may have; only its digest is stored."""
+
+    __tablename__ = "auth_initial_access_token"
+
+    digest: str = Field(sa_column=Column(String(64), primary_key=True))
+    id: str = Field(sa_column=Column(String(36), nullable=False, unique=True))
+    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    owner_unit_id: str | None = Field(default=None, sa_column=Column(String(36)))
+    uses_left: int = Field(sa_column=Column(Integer, nullable=False))
+    created_by: str = Field(sa_column=Column(String(100), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
