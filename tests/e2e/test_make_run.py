@@ -4,6 +4,7 @@ the HTML login form), use the APIs with the tokens, stop on Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import subprocess
@@ -123,6 +124,16 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         assert status == 200 and {k["alg"] for k in jwks["keys"]} == {"ES256", "RS256"}
         status, demo = _call("GET", f"{base}/api/v1/auth/clients/demo-app", headers=ADMIN)
         assert status == 200 and demo["client_type"] == "confidential" and "client_secret" not in demo
+        # in development the demo app's own token (client credentials) administers apps too
+        req = urllib.request.Request(
+            f"{base}/oauth2/token",
+            data=b"grant_type=client_credentials&scope=admin",
+            headers={"Authorization": "Basic " + base64.b64encode(b"demo-app:demo-secret").decode()},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            app_token = json.loads(r.read())
+        status, listed = _call("GET", f"{base}/api/v1/auth/clients", headers=_bearer(app_token))
+        assert status == 200 and {"demo-app", "demo-spa"} <= {c["client_id"] for c in listed["items"]}
 
         status, me = _call("GET", f"{base}/api/v1/users/me", headers=_bearer(citizen_tokens))
         assert status == 200 and me["kind"] == "citizen" and me["masked"] is True
