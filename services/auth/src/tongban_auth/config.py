@@ -62,8 +62,9 @@ class Settings(ServiceSettings):
     secure_cookies: bool | None = None
     #: seconds a client may be off in `iat`/`exp` of its assertions and a verifier's clock
     clock_skew_seconds: int = 30
-    #: where one-time codes go until the message service exists: `log` (development only)
-    otp_channel: Literal["log", "message"] = "log"
+    #: where SMS/email one-time codes go: `log` (development only), `message` (the message service, once it
+    #: exists), `none` (no such codes: second factors are authenticator apps and recovery codes)
+    otp_channel: Literal["log", "message", "none"] = "log"
     #: brute-force protection: free failures per key before delays start, and the longest delay
     throttle_free_failures: int = 3
     throttle_max_delay_seconds: int = 900

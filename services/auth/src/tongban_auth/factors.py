@@ -53,7 +53,10 @@ async def authenticate_password(
 
 async def methods(b: Bound, user_id: str) -> list[str]:
     """Second factors the person can use now: TOTP and recovery codes if enrolled, SMS/email if reachable."""
-    return await credentials.available_methods(b.rt, b.rpc, user_id=user_id)
+    found = await credentials.available_methods(b.rt, b.rpc, user_id=user_id)
+    if b.deliverer is None:  # no channel for one-time codes in this deployment
+        found = [m for m in found if m not in ("sms", "email")]
+    return found
 
 
 async def send(b: Bound, user_id: str, channel: str, *, ip: str | None) -> OtpSent:

@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _otp_deliverer(settings: Settings) -> otp.Deliverer | None:
     """Where one-time codes go; outside development a missing channel stops the service at start."""
+    if settings.otp_channel == "none":
+        return None
     try:
         return otp.make_deliverer(settings)
     except otp.DeliveryUnavailable as exc:
