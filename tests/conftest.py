@@ -103,6 +103,14 @@ async def user_db(pg_server: PgServer) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+async def auth_db(pg_server: PgServer) -> AsyncIterator[str]:
+    """A migrated, seeded auth database (signing keys are made at start) for the processes of this session."""
+    name = await _service_db(pg_server, "auth")
+    yield pg_server.url_for(name)
+    await pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
 def org_process(
     org_db: str, nats_url: str, nats_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proc]:

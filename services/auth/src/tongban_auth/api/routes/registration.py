@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from tongban_auth import clients, registration
 from tongban_auth.api.deps import AdminDep, SessionDep, SettingsDep
@@ -16,6 +17,15 @@ from tongban_auth.registration import InitialTokenCreate, InitialTokenCreated, R
 from tongban_kit.problems import Problem, problem_responses
 
 router = APIRouter(tags=["clients"])
+
+
+class OAuthErrorBody(BaseModel):
+    """An OAuth error response."""
+
+    error: str
+    error_description: str | None = None
+
+
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _BEARER = re.compile(r"[Bb]earer ([A-Za-z0-9._~+/-]+=*)")
 MAX_BODY = 64 * 1024
@@ -32,6 +42,14 @@ def _error(status: int, error: str, description: str, headers: dict[str, str] | 
     summary="Dynamic client registration (RFC 7591)",
     status_code=201,
     response_model=None,
+    responses={
+        201: {"description": "the client information response (RFC 7591 §3.2.1)", "model": dict[str, Any]},
+        400: {
+            "description": "`invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 §3.2.2)",
+            "model": OAuthErrorBody,
+        },
+        401: {"description": "no, or a used-up, initial access token", "model": OAuthErrorBody},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
