@@ -10,6 +10,9 @@ prints p50/p90/p99/max against the targets. The same figures are written as JSON
 
 Environment: TONGBAN_BENCH_PG_URL (admin URL of the PostgreSQL server, default
 postgresql://postgres@127.0.0.1:5432/postgres) and TONGBAN_BENCH_NATS_URL (default nats://127.0.0.1:4222).
+
+Requests carry RFC 9068 access tokens of a test issuer (`BenchIssuer`) whose JWK Set the service fetches over
+HTTP, as it would fetch the auth service's.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -41,14 +46,21 @@ import asyncpg
 import orjson
 
 from tongban_kit import codes
+from tongban_kit.demo import demo_user_id
 from tongban_kit.ids import new_id
+from tongban_kit.nats import StreamSpec
 from tongban_kit.natsserver import free_port
+from tongban_kit.testing.tokens import TestIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 ADMIN = "demo-admin"
+#: the account id of the bootstrap administrator of the demo seeds: the `sub` of the benchmark's tokens
+ADMIN_ID = demo_user_id(ADMIN)
+#: the stream of the auth service's events, which the services' revocation feeds follow
+AUTH_STREAM = StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service")
 SERVE_FLAG = "--serve-service"
 PREFIX = "/api/v1/orgs/units"
 
@@ -413,6 +425,63 @@ def import_rows(city: UnitRow, county_number: int, n_rows: int, credit_start: in
 # ------------------------------------------------------------------------------------------ service
 
 
+class BenchIssuer:
+    """Stands in for the auth service: a TestIssuer whose JWK Set is served over HTTP from a thread.
+
+    The benchmarked service fetches the JWK Set from `jwks_url` and verifies every request's token exactly as it
+    verifies the auth service's (ES256 signature, RFC 9068 header and claims, revocation list). Each benchmark
+    mints one token per caller and sends it on every request, as a client reuses its token until it expires, so
+    the service verifies it once and then answers from its verified-token cache (`jwt_bench.py` measures both).
+    """
+
+    def __init__(self) -> None:
+        self.issuer = TestIssuer()
+        body = orjson.dumps(self.issuer.jwks)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="bench-jwks", daemon=True)
+        self.thread.start()
+        self.jwks_url = f"http://127.0.0.1:{self.server.server_port}/oauth2/jwks"
+
+    def env(self, name: str) -> dict[str, str]:
+        """The settings that make service `name` accept this issuer's tokens."""
+        prefix = f"TONGBAN_{name.upper()}_"
+        return {f"{prefix}OIDC_ISSUER": self.issuer.issuer, f"{prefix}OIDC_JWKS_URL": self.jwks_url}
+
+    def headers(self, scopes: str, *, sub: str = ADMIN_ID, client_id: str = "demo-app") -> dict[str, str]:
+        """An `Authorization` header with an ES256 token for `sub`, valid for two hours."""
+        now = int(time.time())
+        token = self.issuer.mint(sub=sub, client_id=client_id, scope=scopes, iat=now, exp=now + 7200)
+        return {"Authorization": f"Bearer {token}"}
+
+    def close(self) -> None:
+        """Stop serving the JWK Set."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def ensure_auth_stream(nats_url: str, namespace: str) -> None:
+    """Declare the auth service's event stream in the namespace, so the revocation feed catches up at start."""
+    from tongban_kit.nats import connect
+
+    bus = await connect(nats_url, name="bench-auth-stream", namespace=namespace)
+    try:
+        await bus.ensure_stream(AUTH_STREAM)
+    finally:
+        await bus.close()
+
+
 class Service:
     """A Tongban service as a child process (`python -m tongban_<name> serve`)."""
 
@@ -494,13 +563,15 @@ class Service:
 class Http:
     """One keep-alive HTTP/1.1 connection (http.client: the least client-side overhead)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        #: sent with every request (e.g. the Authorization header)
+        self.headers = dict(headers or {})
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
-        self.conn.request(method, path, body=body, headers=headers or {})
+        self.conn.request(method, path, body=body, headers={**self.headers, **(headers or {})})
         resp = self.conn.getresponse()
         return resp.status, resp.read()
 
@@ -571,10 +642,11 @@ def measure_http(client: Http, paths: list[str], n: int, warmup: int) -> tuple[l
     samples: list[float] = []
     size = 0
     clock = time.perf_counter
+    headers = client.headers
     for i in range(n):
         path = paths[i % len(paths)]
         t0 = clock()
-        client.conn.request("GET", path)
+        client.conn.request("GET", path, headers=headers)
         resp = client.conn.getresponse()
         data = resp.read()
         samples.append((clock() - t0) * 1000)
@@ -616,7 +688,7 @@ async def delete_stream(nats_url: str, namespace: str) -> None:
 
     bus = await connect(nats_url, name="org-bench-cleanup", namespace=namespace)
     try:
-        await bus.delete_streams(list(CONTRACT.streams))
+        await bus.delete_streams([*CONTRACT.streams, AUTH_STREAM])
     finally:
         await bus.close()
 
@@ -782,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(create_db())
     print(f"\ndatabase {db_name} created")
     service: Service | None = None
+    issuer: BenchIssuer | None = None
     try:
         from tongban_kit.db import run_migrations
         from tongban_org.__main__ import MIGRATIONS
@@ -803,11 +876,13 @@ def main(argv: list[str] | None = None) -> int:
             f"and {data.city_members:,} members in its subtree"
         )
 
-        service = Service(service_url, args.nats, namespace)
+        issuer = BenchIssuer()
+        run_async(lambda: ensure_auth_stream(args.nats, namespace))
+        service = Service(service_url, args.nats, namespace, extra_env=issuer.env("org"))
         service.wait_ready()
         print(f"service up on port {service.port} (NATS namespace {namespace})\n")
-        results = run_measurements(args, data, service)
-        import_result, drains = run_imports(args, data, service, bench_pg)
+        results = run_measurements(args, data, service, issuer)
+        import_result, drains = run_imports(args, data, service, bench_pg, issuer)
         if import_result is not None:
             results.append(import_result)
     except BaseException:
@@ -818,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if service is not None:
             service.stop()
+        if issuer is not None:
+            issuer.close()
             with contextlib.suppress(Exception):
                 run_async(lambda: delete_stream(args.nats, namespace))
         if args.keep_db:
@@ -867,11 +944,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all_pass else 1
 
 
-def run_measurements(args: argparse.Namespace, data: Dataset, service: Service) -> list[Result]:
-    """The read operations, one after the other, each with its own warm-up."""
+def run_measurements(args: argparse.Namespace, data: Dataset, service: Service, issuer: BenchIssuer) -> list[Result]:
+    """The read operations, one after the other, each with its own warm-up, with an `org:read` token."""
     n, warmup = args.requests, args.warmup
     rng = random.Random(args.seed + 1)
-    client = Http(service.port)
+    client = Http(service.port, issuer.headers("org:read"))
     city = data.city_id
     results: list[Result] = []
 
@@ -958,12 +1035,15 @@ def run_measurements(args: argparse.Namespace, data: Dataset, service: Service) 
 
 
 def run_imports(
-    args: argparse.Namespace, data: Dataset, service: Service, bench_pg: str
+    args: argparse.Namespace, data: Dataset, service: Service, bench_pg: str, issuer: BenchIssuer
 ) -> tuple[Result | None, list[float]]:
-    """Bulk imports of `--import-rows` units, each a new county; waits for the outbox to drain between."""
+    """Bulk imports of `--import-rows` units, each a new county, as the bootstrap administrator.
+
+    Waits for the outbox to drain between runs.
+    """
     if args.import_runs == 0:
         return None, []
-    client = Http(service.port)
+    client = Http(service.port, issuer.headers("org:read org:write admin"))
     samples: list[float] = []
     drains: list[float] = []
     size = 0
@@ -974,7 +1054,7 @@ def run_imports(
             rows = import_rows(city, 90 + run_no, args.import_rows, 90_000_000 + run_no * 100_000)
             body = orjson.dumps({"units": rows})
             size = len(body)
-            headers = {"Content-Type": "application/json", "X-Tongban-Principal": ADMIN}
+            headers = {"Content-Type": "application/json"}
             t0 = time.perf_counter()
             status, answer = client.request("POST", f"{PREFIX}/import", body=body, headers=headers)
             elapsed = (time.perf_counter() - t0) * 1000

@@ -38,11 +38,14 @@ from urllib.parse import quote
 import asyncpg
 import orjson
 from org_bench import (
+    AUTH_STREAM,
     DEFAULT_NATS,
     DEFAULT_PG,
+    BenchIssuer,
     Http,
     Result,
     Service,
+    ensure_auth_stream,
     fmt_ms,
     machine_info,
     outbox_backlog,
@@ -57,10 +60,10 @@ from tongban_user.crypto import PiiCipher
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-ADMIN = "demo-admin"
 SERVE_FLAG = "--serve-service"
 PREFIX = "/api/v1/users"
-HEADERS = {"X-Tongban-Principal": ADMIN}
+#: the scopes of the bootstrap administrator's token (no `user:pii`: answers are masked)
+SCOPES = "user:read user:write admin"
 
 # ------------------------------------------------------------------------------------------- names
 
@@ -487,7 +490,7 @@ def measure_http(client: Http, paths: list[str], n: int, warmup: int, check: Any
     paths, outside the timed part.
     """
     for i in range(warmup):
-        status, body = client.request("GET", paths[i % len(paths)], headers=HEADERS)
+        status, body = client.request("GET", paths[i % len(paths)])
         if status != 200:
             raise RuntimeError(f"GET {paths[i % len(paths)]} answered {status}: {body[:500]!r}")
         if check is not None:
@@ -495,11 +498,11 @@ def measure_http(client: Http, paths: list[str], n: int, warmup: int, check: Any
     samples: list[float] = []
     size = 0
     clock = time.perf_counter
-    conn = client.conn
+    conn, headers = client.conn, client.headers
     for i in range(n):
         path = paths[i % len(paths)]
         t0 = clock()
-        conn.request("GET", path, headers=HEADERS)
+        conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
         samples.append((clock() - t0) * 1000)
@@ -545,7 +548,7 @@ async def delete_stream(nats_url: str, namespace: str) -> None:
 
     bus = await connect(nats_url, name="user-bench-cleanup", namespace=namespace)
     try:
-        await bus.delete_streams(list(CONTRACT.streams))
+        await bus.delete_streams([*CONTRACT.streams, AUTH_STREAM])
     finally:
         await bus.close()
 
@@ -567,11 +570,13 @@ def _single(prefix: str) -> bool:
     return any(prefix[0] == s for s, _, _ in SURNAMES) and any(prefix[1] == g for g, _ in GIVEN)
 
 
-def run_measurements(args: argparse.Namespace, data: Dataset, service: Service) -> tuple[list[Result], dict[str, Any]]:
-    """The read operations, one after the other, each with its own warm-up."""
+def run_measurements(
+    args: argparse.Namespace, data: Dataset, service: Service, auth: dict[str, str]
+) -> tuple[list[Result], dict[str, Any]]:
+    """The read operations, one after the other, each with its own warm-up; `auth` is the Authorization header."""
     n, warmup = args.requests, args.warmup
     rng = random.Random(args.seed + 1)
-    client = Http(service.port)
+    client = Http(service.port, auth)
     results: list[Result] = []
     info: dict[str, Any] = {}
 
@@ -665,7 +670,7 @@ def run_measurements(args: argparse.Namespace, data: Dataset, service: Service) 
             {"numbers": len(numbers)},
         )
     )
-    client = Http(service.port)
+    client = Http(service.port, auth)
     try:
         run(
             "search_prefix",
@@ -692,12 +697,12 @@ def run_measurements(args: argparse.Namespace, data: Dataset, service: Service) 
 
 
 def _plain(client: Http, paths: list[str], n: int, warmup: int) -> tuple[list[float], int]:
-    """Like measure_http but without the caller header (for /healthz)."""
-    for i in range(warmup):
-        client.get(paths[i % len(paths)])
+    """Like measure_http but without the Authorization header (for /healthz)."""
     samples: list[float] = []
     clock = time.perf_counter
-    for i in range(n):
+    for i in range(warmup + n):
+        if i == warmup:
+            samples.clear()
         t0 = clock()
         client.conn.request("GET", paths[i % len(paths)])
         resp = client.conn.getresponse()
@@ -707,9 +712,9 @@ def _plain(client: Http, paths: list[str], n: int, warmup: int) -> tuple[list[fl
 
 
 def run_imports(
-    args: argparse.Namespace, gen: Generator, service: Service, bench_pg: str
+    args: argparse.Namespace, gen: Generator, service: Service, bench_pg: str, auth: dict[str, str]
 ) -> tuple[Result | None, list[float], list[float]]:
-    """Bulk imports of `--import-rows` new citizens; waits for the outbox to drain between runs."""
+    """Bulk imports of `--import-rows` new citizens as `auth`; waits for the outbox to drain between runs."""
     if args.import_runs == 0:
         return None, [], []
     samples: list[float] = []
@@ -720,7 +725,7 @@ def run_imports(
         rows = import_rows(gen, args.import_rows)
         body = orjson.dumps({"users": rows})
         size = len(body)
-        headers = {"Content-Type": "application/json", **HEADERS}
+        headers = {"Content-Type": "application/json", **auth}
         # a connection of its own: the server closes idle keep-alive connections while the outbox drains
         client = Http(service.port)
         try:
@@ -840,6 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(admin(f'CREATE DATABASE "{db_name}"'))
     print(f"\ndatabase {db_name} created")
     service: Service | None = None
+    issuer: BenchIssuer | None = None
     try:
         from tongban_kit.db import run_migrations
         from tongban_user.__main__ import MIGRATIONS
@@ -859,18 +865,25 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  kinds {dict(data.kinds)}, statuses {dict(data.statuses)}")
 
+        issuer = BenchIssuer()
+        run_async(lambda: ensure_auth_stream(args.nats, namespace))
         service = Service(
             service_url,
             args.nats,
             namespace,
             name="user",
             script=Path(__file__).resolve(),
-            extra_env={"TONGBAN_USER_PII_ENCRYPTION_KEY": enc_key, "TONGBAN_USER_PII_HASH_KEY": hash_key},
+            extra_env={
+                "TONGBAN_USER_PII_ENCRYPTION_KEY": enc_key,
+                "TONGBAN_USER_PII_HASH_KEY": hash_key,
+                **issuer.env("user"),
+            },
         )
         service.wait_ready()
         print(f"service up on port {service.port} (NATS namespace {namespace})\n")
-        results, info = run_measurements(args, data, service)
-        import_result, drains, rates = run_imports(args, gen, service, bench_pg)
+        auth = issuer.headers(SCOPES)
+        results, info = run_measurements(args, data, service, auth)
+        import_result, drains, rates = run_imports(args, gen, service, bench_pg, auth)
         if import_result is not None:
             results.append(import_result)
     except BaseException:
@@ -881,6 +894,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if service is not None:
             service.stop()
+        if issuer is not None:
+            issuer.close()
             with contextlib.suppress(Exception):
                 run_async(lambda: delete_stream(args.nats, namespace))
         if args.keep_db:

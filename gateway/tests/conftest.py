@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -19,11 +20,17 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from tongban_kit.nats import Bus, StreamSpec, connect
 from tongban_kit.natsserver import free_port, wait_for_port
+from tongban_kit.testing.tokens import TestIssuer
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB
 MAIN_MAX_BODY = 24 * 1024 * 1024
 PREFIX = "/api/v1/orgs"
+#: the public URL every test gateway has, and so the issuer of the tokens it accepts
+PUBLIC_URL = "https://gateway.example"
+#: signs the test access tokens; the stand-in upstream publishes its keys at /oauth2/jwks
+ISSUER = TestIssuer(PUBLIC_URL, rsa_bits=2048)
 #: bytes the latest /big stream has produced so far
 STREAM_PROGRESS = {"sent": 0}
 
@@ -50,6 +57,10 @@ def upstream_app() -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/oauth2/jwks")
+    async def jwks() -> dict[str, object]:
+        return ISSUER.jwks
 
     async def echo(request: Request, rest: str) -> Response:
         body = await request.body()
@@ -127,8 +138,8 @@ def upstream_app() -> FastAPI:
 class ThreadServer:
     """A uvicorn server for an ASGI app in a background thread."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        self.port = port or free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", access_log=False
         )
@@ -177,9 +188,38 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
+#: the authentication service's stream, as it declares it (the gateway follows revocations there)
+AUTH_STREAM = StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service")
+
+
 @pytest.fixture(scope="session")
-def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Gateway]]:
-    """Start gateway processes with the given upstreams, routes and settings; all stop at the end."""
+async def auth_bus(nats_url: str, nats_namespace: str) -> AsyncIterator[Bus]:
+    """A bus in this run's namespace with the auth service's stream, as the auth service would make it."""
+    bus = await connect(nats_url, name="gateway-test", namespace=nats_namespace)
+    await bus.ensure_stream(AUTH_STREAM)
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture(scope="session")
+def rate_limit_namespace() -> str:
+    """A Redis key prefix unique to this test run."""
+    return f"tongban-test:{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def start_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: ThreadServer,
+    nats_url: str,
+    nats_namespace: str,
+    rate_limit_namespace: str,
+    auth_bus: Bus,
+) -> Iterator[Callable[..., Gateway]]:
+    """Start gateway processes with the given upstreams, routes and settings; all stop at the end.
+
+    Every gateway takes its signing keys from the stand-in upstream and revocations from this run's NATS namespace.
+    """
     started: list[Gateway] = []
 
     def start(upstreams: dict[str, list[str]], routes: list[dict[str, object]] | None = None, **env: str) -> Gateway:
@@ -190,8 +230,12 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
             {
                 "TONGBAN_GATEWAY_PORT": str(port),
                 "TONGBAN_GATEWAY_UPSTREAMS": json.dumps(upstreams),
-                "TONGBAN_GATEWAY_PUBLIC_URL": "https://gateway.example",
+                "TONGBAN_GATEWAY_PUBLIC_URL": PUBLIC_URL,
                 "TONGBAN_GATEWAY_ENVIRONMENT": "test",
+                "TONGBAN_GATEWAY_OIDC_JWKS_URL": upstream.url + "/oauth2/jwks",
+                "TONGBAN_GATEWAY_NATS_URL": nats_url,
+                "TONGBAN_GATEWAY_NATS_NAMESPACE": nats_namespace,
+                "TONGBAN_GATEWAY_RATE_LIMIT_NAMESPACE": rate_limit_namespace,
                 **{f"TONGBAN_GATEWAY_{k.upper()}": v for k, v in env.items()},
             }
         )
@@ -220,12 +264,23 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 @pytest.fixture(scope="session")
 def gateway(start_gateway: Callable[..., Gateway], upstream: ThreadServer, dead_url: str) -> Gateway:
-    """The main gateway: org up, `ghost` down, `mixed` with one dead and one live instance."""
+    """The forwarding gateway: org up, `ghost` down, `mixed` with one dead and one live instance.
+
+    Its routes are public and its limits out of reach: these tests are about forwarding (see test_access,
+    test_breaker and test_ratelimit for the checks in front of it).
+    """
     routes = [
-        {"prefix": PREFIX, "upstream": "org"},
-        {"prefix": PREFIX + "/slow", "upstream": "org", "timeout": 0.5},
-        {"prefix": "/api/v1/ghost", "upstream": "ghost"},
-        {"prefix": PREFIX + "/echo/mixed", "upstream": "mixed"},
+        {"prefix": PREFIX, "upstream": "org", "public": True},
+        {"prefix": PREFIX + "/slow", "upstream": "org", "timeout": 0.5, "public": True},
+        {"prefix": "/api/v1/ghost", "upstream": "ghost", "public": True},
+        {"prefix": PREFIX + "/echo/mixed", "upstream": "mixed", "public": True},
     ]
     upstreams = {"org": [upstream.url], "ghost": [dead_url], "mixed": [dead_url, upstream.url]}
-    return start_gateway(upstreams, routes, max_body_bytes=str(MAIN_MAX_BODY))
+    return start_gateway(
+        upstreams,
+        routes,
+        max_body_bytes=str(MAIN_MAX_BODY),
+        breaker_failures="1000",
+        rate_limit_burst="1000000",
+        rate_limit_per_second="100000",
+    )

@@ -11,7 +11,7 @@ from tongban_gateway.app import create_app
 from tongban_gateway.config import Settings
 from tongban_kit.problems import PROBLEM_JSON
 
-from .conftest import PREFIX, Gateway, ThreadServer
+from .conftest import ISSUER, PREFIX, Gateway, ThreadServer
 
 
 async def test_healthz(gateway: Gateway) -> None:
@@ -38,8 +38,14 @@ async def test_readyz_200_when_every_upstream_is_up(
     async with httpx.AsyncClient(base_url=gw.url) as c:
         resp = await c.get("/readyz")
         assert resp.status_code == 200, resp.text
-        assert resp.json() == {"status": "ok", "checks": {"org": "ok"}}
-        echoed = await c.get(PREFIX + "/echo")  # the built-in route table
+        assert resp.json() == {
+            "status": "ok",
+            "checks": {"org": "ok"},
+            "dependencies": {"jwks": "ok", "nats": "ok", "rate_limits": "ok"},
+        }
+        assert (await c.get(PREFIX + "/echo")).status_code == 401  # the built-in route table wants a token
+        token = ISSUER.mint(scope="org:read")
+        echoed = await c.get(PREFIX + "/echo", headers={"Authorization": f"Bearer {token}"})
         assert echoed.json()["raw_path"] == PREFIX + "/echo"
 
 
@@ -79,9 +85,9 @@ async def test_metrics_label_proxied_requests_by_route(gateway: Gateway) -> None
 
 
 async def test_unexpected_errors_answer_problem_json() -> None:
-    app = create_app(Settings(upstreams={"org": ["http://127.0.0.1:9"]}))  # lifespan not run: no session
+    app = create_app(Settings(upstreams={"auth": ["http://127.0.0.1:9"]}))  # lifespan not run: no session
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as c:
-        resp = await c.get(PREFIX + "/units")
+        resp = await c.get("/.well-known/openid-configuration")  # a public route: no token check first
     assert resp.status_code == 500 and resp.headers["content-type"] == PROBLEM_JSON
     assert "request id" in resp.json()["detail"]

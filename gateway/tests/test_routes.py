@@ -101,3 +101,72 @@ def test_upstreams_from_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TONGBAN_GATEWAY_UPSTREAMS", '{"org": ["org:8101"]}')
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_default_scopes_per_prefix_and_method() -> None:
+    t = load_routes(None)
+
+    def needs(method: str, path: str) -> set[str]:
+        entry = t.match(path)
+        assert entry is not None and not entry.public
+        return set(entry.required_scopes(method))
+
+    assert needs("GET", "/api/v1/orgs/units") == {"org:read"} == needs("HEAD", "/api/v1/orgs/units")
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert needs(method, "/api/v1/orgs/units/1") == {"org:write"}
+        assert needs(method, "/api/v1/users/1") == {"user:write"} == needs(method, "/scim/v2/Users/1")
+    assert needs("GET", "/api/v1/users/me") == {"user:read"} == needs("GET", "/scim/v2/Users")
+    assert needs("GET", "/api/v1/auth/clients") == {"admin"} == needs("POST", "/api/v1/auth/clients/x/disable")
+    assert needs("POST", "/api/v1/auth/registration-tokens") == {"admin"}
+    for path in ("/oauth2/token", "/oauth2/login", "/.well-known/openid-configuration", "/oauth2/jwks"):
+        entry = t.match(path)
+        assert entry is not None and entry.public and entry.required_scopes("POST") == frozenset()
+
+
+def test_scopes_by_method_with_default_and_head_as_get() -> None:
+    e = RouteEntry(prefix="/x", upstream="y", scopes={"get": ["a:read"], "DELETE": ["a:admin"], "*": ["a:write"]})
+    assert e.required_scopes("GET") == {"a:read"} == e.required_scopes("HEAD")
+    assert e.required_scopes("DELETE") == {"a:admin"} and e.required_scopes("POST") == {"a:write"}
+    assert e.required_scopes("PROPFIND") == {"a:write"}
+    only_get = RouteEntry(prefix="/x", upstream="y", scopes={"GET": ["a:read"]})
+    assert only_get.required_scopes("POST") == frozenset()  # any valid token
+    assert RouteEntry(prefix="/x", upstream="y").required_scopes("GET") == frozenset()
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"prefix": "/x", "upstream": "y", "public": True, "scopes": {"*": ["a"]}},
+        {"prefix": "/x", "upstream": "y", "scopes": {"FETCH": ["a"]}},
+        {"prefix": "/x", "upstream": "y", "scopes": {"GET": ["a b"]}},
+        {"prefix": "/x", "upstream": "y", "scopes": {"GET": ['a"']}},
+        {"prefix": "/x", "upstream": "y", "rate_limit": {"per_second": 0, "burst": 1}},
+        {"prefix": "/x", "upstream": "y", "rate_limit": {"per_second": 1}},
+        {"prefix": "/x", "upstream": "y", "max_body_bytes": 0},
+    ],
+)
+def test_bad_policies_are_refused(row: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        parse_routes([row])
+
+
+def test_policies_load_from_yaml(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "- prefix: /api/v1/docs\n  upstream: doc\n  max_body_bytes: 1024\n"
+        "  scopes: {GET: [doc:read], '*': [doc:write]}\n  rate_limit: {per_second: 5, burst: 10}\n"
+    )
+    entry = load_routes(str(tmp_path / "r.yaml")).match("/api/v1/docs/1")
+    assert entry is not None and entry.max_body_bytes == 1024
+    assert entry.required_scopes("PUT") == {"doc:write"} and entry.rate_limit is not None
+    assert (entry.rate_limit.per_second, entry.rate_limit.burst) == (5, 10)
+
+
+def test_token_settings_default_to_the_public_url_and_the_auth_upstream() -> None:
+    s = Settings(public_url="https://gov.example/", upstreams={"auth": ["http://auth:8103"], "org": ["http://o"]})
+    assert s.token_issuer == "https://gov.example" and s.jwks_url == "http://auth:8103/oauth2/jwks"
+    explicit = Settings(
+        oidc_issuer="https://id.example", oidc_jwks_url="http://keys/jwks", upstreams={"o": ["http://o"]}
+    )
+    assert (explicit.token_issuer, explicit.jwks_url) == ("https://id.example", "http://keys/jwks")
+    with pytest.raises(ValidationError):
+        Settings(cors_origins=["https://app.example/path"])

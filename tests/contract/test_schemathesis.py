@@ -10,13 +10,11 @@ service; the tokens name the bootstrap administrator of the demo seeds.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -153,35 +151,4 @@ def test_org_api_conforms(org_api: Proc, tmp_path: Path) -> None:
 @pytest.mark.parametrize("scopes", ["", "user:pii"])
 def test_user_api_conforms(user_api: Proc, tmp_path: Path, scopes: str) -> None:
     out = run_schemathesis(user_api.url, [bearer(f"{ADMIN_SCOPES} {scopes}".strip())], tmp_path)
-    assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
-
-
-@pytest.fixture(scope="module")
-def auth_api(
-    auth_db: str,
-    user_api: Proc,
-    nats_url: str,
-    nats_namespace: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Proc]:
-    """An auth service process (next to the user and org services it asks) whose demo app may administer apps."""
-    port = free_port()
-    env = service_env("auth", auth_db, nats_url, nats_namespace, port) | {
-        "TONGBAN_AUTH_BOOTSTRAP_ADMINS": json.dumps(["demo-app"])
-    }
-    p = start_process("tongban_auth", env, port, tmp_path_factory.mktemp("logs") / "auth.log", ("serve",))
-    yield p
-    stop_process(p)
-
-
-def test_auth_api_conforms(auth_api: Proc, tmp_path: Path) -> None:
-    body = b"grant_type=client_credentials&scope=admin"
-    req = urllib.request.Request(
-        auth_api.url + "/oauth2/token",
-        data=body,
-        headers={"Authorization": "Basic " + base64.b64encode(b"demo-app:demo-secret").decode()},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        token = json.loads(r.read())["access_token"]
-    out = run_schemathesis(auth_api.url, [f"Authorization: Bearer {token}"], tmp_path)
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]

@@ -12,33 +12,41 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tongban_gateway.access import AccessControl
 from tongban_gateway.config import Settings
+from tongban_gateway.edge import EdgeMiddleware
+from tongban_gateway.metrics import GatewayMetrics
 from tongban_gateway.openapi import OpenApiAggregator, docs_page
 from tongban_gateway.proxy import Proxy, ProxyRoute
+from tongban_gateway.ratelimit import RateLimiter
 from tongban_gateway.routes import load_routes
 from tongban_gateway.upstreams import Upstreams
-from tongban_kit.observe import ContextMiddleware, HttpMetrics, metrics_endpoint
+from tongban_kit.observe import ContextMiddleware, metrics_endpoint
 from tongban_kit.problems import install_problem_handlers, problem_response
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """A lean Starlette app: the kit's context middleware and problem handlers, ops routes, the proxy."""
+    """A lean Starlette app: the kit's context middleware and problem handlers, CORS and security headers,
+    ops routes, and the proxied routes behind token, scope and rate-limit checks."""
     settings = settings or Settings()
     table = load_routes(settings.routes_file)
     if settings.routes_file:
         table.check_upstreams(settings.upstreams)  # an explicit table must name only configured services
     else:
         table = table.only(settings.upstreams)
-    upstreams = Upstreams(settings)
-    proxy = Proxy(upstreams, settings)
+    metrics = GatewayMetrics()
+    upstreams = Upstreams(settings, metrics)
+    access = AccessControl(settings, metrics)
+    limiter = RateLimiter(settings, metrics)
+    proxy = Proxy(upstreams, settings, access, limiter, metrics)
     aggregator = OpenApiAggregator(upstreams, table, settings)
-    metrics = HttpMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await upstreams.start()
+        await access.start()
         log.info(
             "gateway started",
             extra={"port": settings.port, "routes": len(table.entries), "upstreams": sorted(settings.upstreams)},
@@ -46,6 +54,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await access.close()
+            await limiter.close()
             await upstreams.close()
 
     async def healthz(request: Request) -> Response:
@@ -53,10 +63,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         checks = await upstreams.readiness()
-        if not any(v.startswith("unavailable") for v in checks.values()):
-            return JSONResponse({"status": "ok", "checks": checks})
+        dependencies = {**access.readiness(), "rate_limits": await limiter.ping()}
+        down = [k for k, v in (checks | dependencies).items() if v.startswith("unavailable")]
+        if not down:
+            return JSONResponse({"status": "ok", "checks": checks, "dependencies": dependencies})
         return problem_response(
-            503, "an upstream service is unavailable", type="not-ready", instance=request.url.path, checks=checks
+            503,
+            f"not ready: {', '.join(down)} unavailable",
+            type="not-ready",
+            instance=request.url.path,
+            checks=checks,
+            dependencies=dependencies,
         )
 
     async def openapi(request: Request) -> Response:
@@ -73,11 +90,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         *(ProxyRoute(entry, proxy) for entry in table.entries),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ContextMiddleware, metrics=metrics)])
+    middleware = [Middleware(ContextMiddleware, metrics=metrics), Middleware(EdgeMiddleware, settings=settings)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.routes = table
     app.state.upstreams = upstreams
+    app.state.access = access
+    app.state.limiter = limiter
     # the kit's handlers only use add_exception_handler, which a plain Starlette app has too
     install_problem_handlers(app)
     return app

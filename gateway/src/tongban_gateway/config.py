@@ -37,6 +37,49 @@ class Settings(ServiceSettings):
     #: idle keep-alive connections kept per upstream instance
     pool_per_host: int = 100
 
+    # access tokens: issuer defaults to `public_url`, keys to the auth upstream's /oauth2/jwks
+    #: seconds a revocation replay may take at start-up before the gateway serves anyway
+    revocation_replay_wait_seconds: float = 5.0
+
+    # circuit breaker per upstream instance
+    #: consecutive failures (no connection, timeout) that open an instance's breaker
+    breaker_failures: int = Field(5, ge=1)
+    #: seconds an open breaker refuses requests before letting one probe through (half-open)
+    breaker_open_seconds: float = Field(5.0, gt=0)
+
+    # rate limits, shared by every gateway replica through Redis
+    #: Redis holding the buckets; empty: no rate limits
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: key prefix in Redis (isolates deployments or test runs sharing one Redis)
+    rate_limit_namespace: str = "tongban:gateway"
+    #: default bucket per client id (or per IP without a token): refill per second and size
+    rate_limit_per_second: float = Field(50.0, gt=0)
+    rate_limit_burst: int = Field(100, gt=0)
+    #: when Redis is unreachable: serve without limits (True, logged) or answer 503 (False)
+    rate_limit_fail_open: bool = True
+    #: seconds to wait for Redis before treating it as down
+    rate_limit_timeout_seconds: float = Field(0.25, gt=0)
+
+    # browsers
+    #: origins of the registered browser apps allowed by CORS (later from the client registry)
+    cors_origins: list[str] = Field(default_factory=list)
+    #: Strict-Transport-Security on every answer when `public_url` is https
+    hsts_seconds: int = 31_536_000
+
+    @property
+    def token_issuer(self) -> str:
+        """The `iss` access tokens must carry: `oidc_issuer`, else the gateway's public URL."""
+        return (self.oidc_issuer or self.public_url).rstrip("/")
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the signing keys are: `oidc_jwks_url`, else the auth upstream's, else below the issuer."""
+        if self.oidc_jwks_url:
+            return self.oidc_jwks_url
+        if "auth" in self.upstreams:
+            return self.upstreams["auth"][0] + "/oauth2/jwks"
+        return self.token_issuer + "/oauth2/jwks"
+
     @field_validator("upstreams")
     @classmethod
     def _check_upstreams(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -49,3 +92,12 @@ class Settings(ServiceSettings):
                     raise ValueError(f"upstream {name!r}: base URLs must start with http:// or https://")
             out[name] = [u.rstrip("/") for u in urls]
         return out
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port] without a path")
+        return [o.lower() for o in value]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import quote
@@ -17,10 +19,14 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from tongban_gateway.access import AccessControl
 from tongban_gateway.config import Settings
+from tongban_gateway.metrics import GatewayMetrics
+from tongban_gateway.ratelimit import Decision, RateLimiter
 from tongban_gateway.routes import RouteEntry
 from tongban_gateway.upstreams import Upstreams
 from tongban_kit.context import current_headers
+from tongban_kit.observe import ACCESS_LOG_FIELDS
 from tongban_kit.problems import problem_response
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,9 @@ _OWN_REQUEST = frozenset(
 _OWN_RESPONSE = frozenset({b"server", b"date", b"x-request-id", b"traceparent"})
 #: methods retried once on the next instance when the connection could not be made
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: identity headers only services set among themselves; a client sending them is trying to forge one
+_IDENTITY_PREFIX = "x-tongban-"
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 
 
@@ -47,13 +56,16 @@ def _is_hop(name: str, listed: set[str]) -> bool:
 
 
 def forward_headers(request: Request) -> CIMultiDict[str]:
-    """The caller's headers minus hop-by-hop ones, plus X-Forwarded-*, request id and child traceparent."""
+    """The caller's headers minus hop-by-hop and `X-Tongban-*` ones, plus X-Forwarded-*, request id and traceparent.
+
+    The Authorization header passes unchanged: services verify the token again.
+    """
     items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     listed = _connection_tokens(v for k, v in items if k.lower() == "connection")
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in items:
         lname = name.lower()
-        if not _is_hop(lname, listed) and lname not in _OWN_REQUEST:
+        if not _is_hop(lname, listed) and lname not in _OWN_REQUEST and not lname.startswith(_IDENTITY_PREFIX):
             out.add(name, value)
     chain = [*request.headers.getlist("x-forwarded-for"), request.client.host if request.client else ""]
     forwarded_for = ", ".join(c for c in chain if c)
@@ -105,30 +117,82 @@ class _Body:
 
 
 class Proxy:
-    """Sends requests to the upstream a route names, with one retry for idempotent connect failures."""
+    """Sends requests to the upstream a route names: round-robin over instances whose breaker is closed, one
+    retry on the next instance for idempotent methods when the connection could not be made."""
 
-    def __init__(self, upstreams: Upstreams, settings: Settings) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        settings: Settings,
+        access: AccessControl | None = None,
+        limiter: RateLimiter | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.upstreams = upstreams
         self.settings = settings
+        self.access = access
+        self.limiter = limiter
+        self.metrics = metrics
 
-    def _too_large(self, request: Request) -> Response:
+    async def handle(self, request: Request, route: RouteEntry) -> Response:
+        """Check the token and scopes, take from the rate limit, then forward; raises Problem on refusal."""
+        token = await self.access.check(request, route) if self.access is not None else None
+        log_fields: dict[str, Any] = {"upstream": route.upstream}
+        if token is not None:
+            log_fields["client_id"] = token.client_id
+        request.scope[ACCESS_LOG_FIELDS] = log_fields
+        decision = None
+        if self.limiter is not None:
+            client = request.scope.get("client")
+            decision = await self.limiter.check(route, token.client_id if token else None, client[0] if client else "")
+            if decision is not None and not decision.allowed:
+                return self._limited(request, decision)
+        response = await self.forward(request, route)
+        if decision is not None:
+            response.raw_headers += decision.headers
+        return response
+
+    def _limited(self, request: Request, decision: Decision) -> Response:
+        retry = str(decision.retry_after)
+        if decision.store_down:
+            out = problem_response(
+                503,
+                "the rate limit cannot be checked right now; try again shortly",
+                type="rate-limit-unavailable",
+                instance=request.url.path,
+                headers={"Retry-After": retry},
+            )
+        else:
+            out = problem_response(
+                429,
+                f"too many requests; try again in {retry} s",
+                type="rate-limited",
+                title="Too many requests",
+                instance=request.url.path,
+                headers={"Retry-After": retry},
+            )
+        out.raw_headers += decision.headers
+        return out
+
+    def _too_large(self, request: Request, limit: int) -> Response:
         return problem_response(
             413,
-            f"the request body exceeds {self.settings.max_body_bytes} bytes",
+            f"the request body exceeds {limit} bytes",
             type="body-too-large",
             instance=request.url.path,
         )
 
     async def forward(self, request: Request, route: RouteEntry) -> Response:
         """Forward one request and stream the answer back; upstream failures become problem+json."""
+        limit = route.max_body_bytes or self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and not declared.isdigit():
             return problem_response(400, "Content-Length is not a number", instance=request.url.path)
-        if declared is not None and int(declared) > self.settings.max_body_bytes:
-            return self._too_large(request)
+        if declared is not None and int(declared) > limit:
+            return self._too_large(request, limit)
         body = None
         if declared not in (None, "0") or "transfer-encoding" in request.headers:
-            body = _Body(request, self.settings.max_body_bytes)
+            body = _Body(request, limit)
         # raw bytes as the caller sent them: existing escapes kept, anything unsafe escaped
         tail = quote(request.scope.get("raw_path") or request.scope["path"].encode(), safe=_URL_SAFE)
         if request.scope.get("query_string"):
@@ -139,10 +203,12 @@ class Proxy:
             sock_read=route.timeout or self.settings.upstream_timeout_seconds,
         )
         headers = forward_headers(request)
-        instances = self.upstreams.instances(route.upstream)
         tries = 2 if request.method in IDEMPOTENT else 1
-        for attempt in range(tries):
-            base = instances[attempt % len(instances)]
+        attempt = 0
+        last: BaseException | None = None
+        for base, breaker in self.upstreams.candidates(route.upstream):
+            attempt += 1
+            started = time.perf_counter()
             try:
                 resp = await self.upstreams.session.request(
                     request.method,
@@ -153,21 +219,52 @@ class Proxy:
                     allow_redirects=False,
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                if body is not None and body.too_large:
-                    return self._too_large(request)
-                if body is not None and body.client_gone:
+                if body is not None and (body.too_large or body.client_gone):
+                    breaker.release()
+                    if body.too_large:
+                        return self._too_large(request, limit)
                     return problem_response(400, "the client went away mid-request", instance=request.url.path)
+                breaker.failure()
+                self._count(route.upstream, "timeout" if isinstance(exc, TimeoutError) else "unavailable")
                 connect_error = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-                retry = attempt + 1 < tries and connect_error and not (body is not None and body.started)
+                retry = attempt < tries and connect_error and not (body is not None and body.started)
                 log.warning(
                     "upstream request failed",
                     extra={"upstream": route.upstream, "instance": base, "error": repr(exc), "retry": retry},
                 )
+                last = exc
                 if retry:
                     continue
                 return self._failure(request, route, exc)
+            except BaseException:
+                breaker.release()
+                raise
+            breaker.success()
+            upstream_time = time.perf_counter() - started
+            fields = request.scope.get(ACCESS_LOG_FIELDS)
+            if fields is not None:
+                fields["upstream_ms"] = round(upstream_time * 1000, 2)
+            if self.metrics is not None:
+                self.metrics.upstream_latency.labels(route.upstream).observe(upstream_time)
+                self._count(route.upstream, _STATUS_CLASS[resp.status // 100])
             return _relay(resp, route)
-        raise AssertionError("unreachable")  # pragma: no cover
+        if last is not None:
+            return self._failure(request, route, last)
+        self._count(route.upstream, "circuit_open")
+        retry_after = max(1, math.ceil(self.upstreams.retry_after(route.upstream)))
+        return problem_response(
+            503,
+            f"the {route.upstream} service is unavailable; try again in {retry_after} s",
+            type="upstream-unavailable",
+            title="Upstream unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": str(retry_after)},
+            upstream=route.upstream,
+        )
+
+    def _count(self, upstream: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_requests.labels(upstream, outcome).inc()
 
     def _failure(self, request: Request, route: RouteEntry, exc: BaseException) -> Response:
         if isinstance(exc, TimeoutError):
@@ -229,5 +326,5 @@ class ProxyRoute(BaseRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward the request and send the answer."""
-        response = await self.proxy.forward(Request(scope, receive), self.entry)
+        response = await self.proxy.handle(Request(scope, receive), self.entry)
         await response(scope, receive, send)

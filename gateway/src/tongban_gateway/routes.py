@@ -7,17 +7,36 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, field_validator, model_validator
+
+#: the HTTP methods a `scopes` map may name, besides the `*` default
+_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+
+
+def _read_write(read: str, write: str) -> dict[str, list[str]]:
+    """Read scopes for the methods that only read, write scopes for every other."""
+    return {"GET": [read], "HEAD": [read], "OPTIONS": [read], "*": [write]}
+
 
 #: the built-in table, used when no routes file is configured
 DEFAULT_ROUTES: list[dict[str, Any]] = [
-    {"prefix": "/api/v1/orgs", "upstream": "org"},
-    {"prefix": "/api/v1/users", "upstream": "user"},
-    {"prefix": "/scim/v2", "upstream": "user"},
+    {"prefix": "/api/v1/orgs", "upstream": "org", "scopes": _read_write("org:read", "org:write")},
+    {"prefix": "/api/v1/users", "upstream": "user", "scopes": _read_write("user:read", "user:write")},
+    {"prefix": "/scim/v2", "upstream": "user", "scopes": _read_write("user:read", "user:write")},
     {"prefix": "/.well-known", "upstream": "auth", "public": True},
     {"prefix": "/oauth2", "upstream": "auth", "public": True},
-    {"prefix": "/api/v1/auth", "upstream": "auth"},
+    {"prefix": "/api/v1/auth", "upstream": "auth", "scopes": {"*": ["admin"]}},
+    {"prefix": "/api/v1/auth/clients", "upstream": "auth", "scopes": {"*": ["admin"]}},
 ]
+
+
+class RateLimit(BaseModel):
+    """A token bucket: `burst` requests at once, refilled at `per_second`; one bucket per client (or IP)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_second: float = Field(gt=0, description="tokens added per second")
+    burst: int = Field(gt=0, description="bucket size: the most requests accepted at once")
 
 
 class RouteEntry(BaseModel):
@@ -28,7 +47,44 @@ class RouteEntry(BaseModel):
     prefix: str = Field(description="path prefix matched at segment boundaries, e.g. /api/v1/orgs")
     upstream: str = Field(min_length=1, description="service name, a key of the gateway's upstreams")
     timeout: float | None = Field(None, gt=0, description="seconds to wait for the upstream")
-    public: bool = Field(False, description="reachable without credentials once authentication is enforced")
+    public: bool = Field(False, description="reachable without an access token")
+    scopes: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="method (or `*` for any other) → scopes the access token must hold; HEAD falls back to GET",
+    )
+    rate_limit: RateLimit | None = Field(None, description="this route's bucket; the gateway default when unset")
+    max_body_bytes: int | None = Field(None, gt=0, description="largest request body; the gateway default when unset")
+
+    _required: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("scopes")
+    @classmethod
+    def _check_scopes(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for method, scopes in value.items():
+            name = method.upper()
+            if name != "*" and name not in _METHODS:
+                raise ValueError(f"scopes: {method!r} is not an HTTP method or '*'")
+            if any(not s or any(c in s for c in ' "\\') for s in scopes):
+                raise ValueError("scopes: a scope is a non-empty token without spaces, quotes or backslashes")
+            out[name] = tuple(scopes)
+        return out
+
+    @model_validator(mode="after")
+    def _index(self) -> RouteEntry:
+        if self.public and self.scopes:
+            raise ValueError(f"route {self.prefix}: a public route cannot require scopes")
+        default = frozenset(self.scopes.get("*", ()))
+        required = {m: frozenset(self.scopes.get(m, default)) for m in _METHODS}
+        if "HEAD" not in self.scopes and "GET" in self.scopes:
+            required["HEAD"] = required["GET"]
+        self._required = required
+        return self
+
+    def required_scopes(self, method: str) -> frozenset[str]:
+        """The scopes a request with `method` needs (empty: any valid token; public routes need none)."""
+        found = self._required.get(method)
+        return found if found is not None else frozenset(self.scopes.get("*", ()))
 
     @field_validator("prefix")
     @classmethod
@@ -95,7 +151,7 @@ def parse_routes(data: Any) -> RouteTable:
     if isinstance(data, dict):
         data = data.get("routes")
     if not isinstance(data, list):
-        raise ValueError("a route table is a list of {prefix, upstream, timeout?, public?} rows")
+        raise ValueError("a route table is a list of {prefix, upstream, timeout?, public?, scopes?, ...} rows")
     return RouteTable(_ENTRIES.validate_python(data))
 
 

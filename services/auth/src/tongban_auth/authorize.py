@@ -158,7 +158,10 @@ def parse(params: dict[str, list[str]], client: Client, settings: Settings, *, p
     the redirect URI cannot be trusted, `RedirectError` for everything after that.
     """
     redirect_uri = redirect_target(client, _single(params, "redirect_uri"))
-    state = _single(params, "state")
+    try:
+        state = _single(params, "state")
+    except PageError as exc:  # the redirect URI is trusted: answer there, without a state (which one would it be?)
+        raise RedirectError(exc.error, exc.description, AuthRequest(client.client_id, redirect_uri, [])) from None
     req = AuthRequest(client_id=client.client_id, redirect_uri=redirect_uri, scopes=[], state=state)
 
     def fail(error: str, description: str) -> RedirectError:

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,8 +21,10 @@ from tongban_auth.client_auth import AuthenticatedClient, OAuthError
 from tongban_auth.config import Settings
 from tongban_auth.issuance import (
     ACCESS_TOKEN_TYPE,
+    IssuedEventWriter,
     TokenIssuer,
     TokenResponse,
+    issued_event,
     new_opaque_token,
     record_issued,
     token_digest,
@@ -112,6 +114,12 @@ class TokenEndpoint:
     settings: Settings
     issuer: TokenIssuer
     checker: TokenChecker
+    #: group-commits the issued events of grants that write nothing else
+    events: IssuedEventWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Start the event writer on the service database."""
+        self.events = IssuedEventWriter(self.db)
 
     async def handle(self, form: Mapping[str, str], caller: AuthenticatedClient) -> TokenResponse:
         """Dispatch on grant_type; raises OAuthError for every RFC 6749 §5.2 error."""
@@ -315,9 +323,7 @@ class TokenEndpoint:
         if not scopes:
             raise OAuthError("invalid_scope", "the client has no API scopes")
         access = await self.issuer.access_token(client, sub=client.client_id, scopes=scopes)
-        async with self.db.session() as s:
-            record_issued(s, access, grant_type=GrantType.client_credentials.value)
-            await s.commit()
+        await self.events.record(issued_event(access, grant_type=GrantType.client_credentials.value))
         return TokenResponse(access)
 
     # --- token exchange (RFC 8693) ---
@@ -365,7 +371,5 @@ class TokenEndpoint:
         access = await self.issuer.access_token(
             client, sub=subject.sub, scopes=scopes, session=session, act=act, not_after=int(subject.exp)
         )
-        async with self.db.session() as s:
-            record_issued(s, access, grant_type=GrantType.token_exchange.value)
-            await s.commit()
+        await self.events.record(issued_event(access, grant_type=GrantType.token_exchange.value))
         return TokenResponse(access, issued_token_type=ACCESS_TOKEN_TYPE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -19,8 +20,10 @@ from tongban_auth.contract import TOKEN_ISSUED, TokenIssued
 from tongban_auth.models import Client, Grant
 from tongban_auth.tokens import Signer
 from tongban_auth.userinfo import user_claims
+from tongban_kit.db import Database
+from tongban_kit.events import CloudEvent, make_event
 from tongban_kit.ids import new_id
-from tongban_kit.outbox import emit
+from tongban_kit.outbox import add_event, add_events
 from tongban_kit.rpc import RpcClient, RpcError
 from tongban_org.contract import RPC_ADMIN_SCOPES, AdminScopesReply, AdminScopesRequest
 
@@ -230,6 +233,18 @@ def record_issued(
     id_token_issued: bool = False,
 ) -> None:
     """Write auth.token.issued.v1 in the caller's transaction (never a token value)."""
+    add_event(
+        s,
+        issued_event(
+            access, grant_type=grant_type, refresh_token_issued=refresh_token_issued, id_token_issued=id_token_issued
+        ),
+    )
+
+
+def issued_event(
+    access: AccessToken, *, grant_type: str, refresh_token_issued: bool = False, id_token_issued: bool = False
+) -> CloudEvent:
+    """The auth.token.issued.v1 event of an access token (never a token value)."""
     claims = access.claims
     act = claims.get("act")
     data = TokenIssued(
@@ -244,4 +259,46 @@ def record_issued(
         actor=act.get("sub") if isinstance(act, dict) else None,
         expires_at=datetime.fromtimestamp(access.exp, UTC),
     )
-    emit(s, TOKEN_ISSUED, data, source=SOURCE, subject=str(claims["sub"]))
+    return make_event(TOKEN_ISSUED, data, source=SOURCE, subject=str(claims["sub"]))
+
+
+class IssuedEventWriter:
+    """Group commit of auth.token.issued.v1 rows for grants that write nothing else (client credentials, exchange).
+
+    `record` queues the event and returns once the transaction holding its row has committed, so a token is never
+    answered before its event is durable. One writer task per process commits whatever queued up while the
+    previous commit was in flight, in one transaction with one bulk insert: under load many requests share a
+    commit; a lone request is committed at once, alone, without waiting for company.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+        """Bind to the service database; at most `max_batch` rows go into one transaction."""
+        self.db, self.max_batch = db, max_batch
+        self._queue: list[tuple[CloudEvent, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, event: CloudEvent) -> None:
+        """Write `event` to the outbox; returns after its transaction committed, raises if it failed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="auth-issued-events")
+        await asyncio.shield(done)
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                async with self.db.session() as s:
+                    await add_events(s, [event for event, _ in batch])
+                    await s.commit()
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("writer stopped"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)

@@ -44,6 +44,8 @@ async def read_id_token_hint(s: AsyncSession, token: str, settings: Settings) ->
         decoded = jwt.decode(token, key_set, algorithms=list(settings.signing_algs))
     except (JoseError, ValueError, TypeError):
         return None
+    if decoded.header.get("typ", "JWT") != "JWT":  # an access or logout token is no ID token
+        return None
     claims = dict(decoded.claims)
     if claims.get("iss") != settings.issuer or not isinstance(claims.get("sub"), str):
         return None
@@ -111,12 +113,15 @@ async def notify_clients(
 
 
 def consumer_handler(signer: Signer, settings: Settings) -> Any:
-    """The handler of the back-channel logout consumer."""
-    http: dict[str, aiohttp.ClientSession] = {}
+    """The handler of the back-channel logout consumer.
+
+    Each event gets its own HTTP client session, closed when the event is handled: sessions end rarely, and
+    nothing is left open when the service stops.
+    """
 
     async def handle(s: AsyncSession, event: CloudEvent) -> None:
-        if "http" not in http or http["http"].closed:
-            http["http"] = aiohttp.ClientSession()
-        await notify_clients(s, signer, settings, SessionEnded.model_validate(event.data), http=http["http"])
+        ended = SessionEnded.model_validate(event.data)
+        async with aiohttp.ClientSession() as http:
+            await notify_clients(s, signer, settings, ended, http=http)
 
     return handle

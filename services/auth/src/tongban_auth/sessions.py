@@ -104,10 +104,21 @@ async def start(
     return row, cookie
 
 
-def renew(s: AsyncSession, row: LoginSession, *, amr: list[str], acr: str, client_id: str | None) -> None:
-    """The same person signed in again in this browser (`prompt=login`, `max_age`): a fresh `auth_time`."""
+def rotate_cookie(row: LoginSession) -> str:
+    """Give a session a new cookie value (the old one stops naming it); returns the value to set."""
+    cookie = secrets.token_urlsafe(32)
+    row.cookie_digest = digest(cookie)
+    return cookie
+
+
+def renew(s: AsyncSession, row: LoginSession, *, amr: list[str], acr: str, client_id: str | None) -> str:
+    """The same person signed in again in this browser (`prompt=login`, `max_age`): a fresh `auth_time`.
+
+    Returns the session's new cookie value: every sign-in changes the cookie (no session fixation).
+    """
     now = utcnow()
     row.amr, row.acr, row.auth_time, row.last_seen_at = list(dict.fromkeys(amr)), acr, now, now
+    cookie = rotate_cookie(row)
     s.add(row)
     emit(
         s,
@@ -116,15 +127,20 @@ def renew(s: AsyncSession, row: LoginSession, *, amr: list[str], acr: str, clien
         source=SOURCE,
         subject=row.user_id,
     )
+    return cookie
 
 
-def step_up(s: AsyncSession, row: LoginSession, *, amr: list[str], acr: str, client_id: str | None) -> None:
-    """Add factors to a live session after a successful second factor (the caller commits)."""
+def step_up(s: AsyncSession, row: LoginSession, *, amr: list[str], acr: str, client_id: str | None) -> str:
+    """Add factors to a live session after a successful second factor (the caller commits).
+
+    Returns the session's new cookie value: a cookie that named the weaker session does not gain the factor.
+    """
     now = utcnow()
     row.amr = list(dict.fromkeys([*row.amr, *amr]))
     row.acr = acr
     row.auth_time = now
     row.last_seen_at = now
+    cookie = rotate_cookie(row)
     s.add(row)
     emit(
         s,
@@ -133,6 +149,7 @@ def step_up(s: AsyncSession, row: LoginSession, *, amr: list[str], acr: str, cli
         source=SOURCE,
         subject=row.user_id,
     )
+    return cookie
 
 
 async def end(s: AsyncSession, row: LoginSession, reason: str) -> list[str]:

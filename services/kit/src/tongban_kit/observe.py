@@ -16,6 +16,9 @@ from tongban_kit.context import REQUEST_ID_HEADER, TRACEPARENT_HEADER, bind_from
 
 access_log = logging.getLogger("tongban.access")
 
+#: scope key of a dict whose fields the access-log line of the request carries too
+ACCESS_LOG_FIELDS = "tongban.access_log"
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -99,6 +102,7 @@ class ContextMiddleware:
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                 }
+                fields.update(scope.get(ACCESS_LOG_FIELDS) or ())  # what the app learned (client id, upstream time)
                 access_log.info("%s %s %s", method, scope["path"], status, extra=fields)
 
 

@@ -1,0 +1,53 @@
+"""The gateway's own Prometheus series, next to the kit's request counters and latency histograms."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from tongban_kit.observe import LATENCY_BUCKETS, HttpMetrics
+
+#: breaker states as gauge values
+BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
+
+
+class GatewayMetrics(HttpMetrics):
+    """Requests by route and status (kit), plus upstream outcomes and time, refusals and breaker states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.upstream_requests = Counter(
+            "gateway_upstream_requests_total",
+            "Requests sent to upstream services, by outcome (status class, timeout, unavailable)",
+            ["upstream", "outcome"],
+            registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_duration_seconds",
+            "Time until the upstream's response head arrived",
+            ["upstream"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "gateway_rate_limited_total",
+            "Requests refused by a rate limit",
+            ["route", "partition"],
+            registry=self.registry,
+        )
+        self.rate_limit_store_errors = Counter(
+            "gateway_rate_limit_store_errors_total",
+            "Rate-limit checks the shared store could not answer",
+            registry=self.registry,
+        )
+        self.tokens_refused = Counter(
+            "gateway_tokens_refused_total",
+            "Access tokens refused, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.breaker_state = Gauge(
+            "gateway_breaker_state",
+            "Circuit breaker per upstream instance: 0 closed, 1 open, 2 half-open",
+            ["upstream", "instance"],
+            registry=self.registry,
+        )

@@ -1,0 +1,77 @@
+"""Setting up an authenticator app (TOTP) from the account page; recovery codes are shown once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from tongban_auth import credentials, factors
+from tongban_auth.api.deps import SettingsDep
+from tongban_auth.api.routes.signin.account import account_post
+from tongban_auth.api.routes.signin.common import (
+    Flow,
+    client_ip,
+    issuer_path,
+    one_value,
+    see_other,
+)
+from tongban_auth.web import qr_svg
+from tongban_kit.app import SessionDep
+
+router = APIRouter(tags=["oidc"], include_in_schema=True)
+
+
+@router.post("/oauth2/account/totp", summary="Set up an authenticator app (TOTP)", response_model=None)
+async def totp_setup(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
+    """Without a code: start enrolment and show the secret; with a code: confirm it and show recovery codes once."""
+    got = await account_post(request, s, settings)
+    if isinstance(got, Response):
+        return got
+    f, form, current = got
+    b = factors.bound(request.app.state)
+    code = (one_value(form, "code") or "").strip()
+    account_url = issuer_path(settings, "/oauth2/account")
+    action = issuer_path(settings, "/oauth2/account/totp")
+    if not code:
+        if await credentials.totp_enabled(s, current.user_id):
+            return see_other(account_url)
+        label = await factors.display_name(b, current.user_id) or current.user_id
+        enrol = await credentials.begin_totp_enrolment(b.rt, settings, user_id=current.user_id, label=label)
+        return _totp_page(f, enrol.secret, enrol.otpauth_uri, action, account_url)
+    done = await credentials.confirm_totp_enrolment(
+        b.rt, settings, user_id=current.user_id, code=code, ip=client_ip(request)
+    )
+    if done.ok:
+        return f.finish(
+            f.pages.render(
+                request,
+                "totp_setup.html",
+                secret="",
+                otpauth_uri="otpauth://totp/",
+                action=action,
+                recovery_codes=done.recovery_codes,
+                back_url=account_url,
+            )
+        )
+    pending = await credentials.pending_totp(b.rt, settings, user_id=current.user_id)
+    if pending is None:
+        return see_other(account_url)
+    return _totp_page(f, pending.secret, pending.otpauth_uri, action, account_url, error=done.error_key, status=400)
+
+
+def _totp_page(
+    f: Flow, secret: str, uri: str, action: str, back: str, *, error: str | None = None, status: int = 200
+) -> Response:
+    return f.finish(
+        f.pages.render(
+            f.request,
+            "totp_setup.html",
+            status=status,
+            secret=secret,
+            otpauth_uri=uri,
+            qr_svg=qr_svg(uri),
+            action=action,
+            error=error,
+            back_url=back,
+        )
+    )
