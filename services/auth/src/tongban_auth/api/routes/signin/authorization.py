@@ -44,7 +44,15 @@ async def _load_pushed(s: AsyncSession, request_uri: str, client_id: str) -> dic
     return {k: [v] for k, v in row.params.items()}
 
 
-@router.api_route("/oauth2/authorize", methods=["GET", "POST"], summary="Authorization endpoint", response_model=None)
+@router.get(
+    "/oauth2/authorize", summary="Authorization endpoint", response_model=None, operation_id="authorization_get"
+)
+@router.post(
+    "/oauth2/authorize",
+    summary="Authorization endpoint (form post)",
+    response_model=None,
+    operation_id="authorization_post",
+)
 async def authorization(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """Start a sign-in for a client (OAuth 2.0 authorization code flow with PKCE; OpenID Connect)."""
     if request.method == "POST":

@@ -24,7 +24,10 @@ from tongban_kit.app import SessionDep
 router = APIRouter(tags=["oidc"], include_in_schema=True)
 
 
-@router.api_route("/oauth2/logout", methods=["GET", "POST"], summary="RP-initiated logout", response_model=None)
+@router.get("/oauth2/logout", summary="RP-initiated logout", response_model=None, operation_id="end_session_get")
+@router.post(
+    "/oauth2/logout", summary="RP-initiated logout (form post)", response_model=None, operation_id="end_session_post"
+)
 async def end_session_endpoint(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """OpenID Connect RP-Initiated Logout 1.0: end the browser's session, then return to the app if it asked.
 
