@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +26,7 @@ from typing import Any
 
 import cryptography
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
+from org_bench import host_info
 
 from tongban_kit.ids import new_id
 from tongban_kit.testing.tokens import TestIssuer
@@ -43,32 +42,15 @@ TARGET_CACHED_US = 20.0
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, memory, Python and crypto library of the machine the figures come from."""
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram_gib = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    load = None
-    with contextlib.suppress(OSError):
-        load = [round(x, 2) for x in os.getloadavg()]
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "cryptography": cryptography.__version__,
-        "openssl": openssl_backend.openssl_version_text(),
-        "load_avg_at_start": load,
-    }
+    """The host (`host_info`) and the crypto library the figures come from."""
+    info = host_info()
+    load = info.pop("load_avg_at_start")
+    info.update(
+        cryptography=cryptography.__version__,
+        openssl=openssl_backend.openssl_version_text(),
+        load_avg_at_start=load,
+    )
+    return info
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

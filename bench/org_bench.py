@@ -714,8 +714,8 @@ def run_async(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 # ----------------------------------------------------------------------------------------- report
 
 
-def machine_info(pg_url: str) -> dict[str, Any]:
-    """CPU, memory, Python and PostgreSQL of the machine the figures come from."""
+def host_info() -> dict[str, Any]:
+    """CPU, memory, OS, Python and load of the machine the figures come from."""
     cpu = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -730,6 +730,19 @@ def machine_info(pg_url: str) -> dict[str, Any]:
     load = None
     with contextlib.suppress(OSError):
         load = [round(x, 2) for x in os.getloadavg()]
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": ram_gib,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_avg_at_start": load,
+    }
+
+
+def machine_info(pg_url: str) -> dict[str, Any]:
+    """The host (`host_info`) and the PostgreSQL server the figures come from."""
 
     async def pg() -> dict[str, str]:
         conn = await asyncpg.connect(pg_url)
@@ -741,15 +754,7 @@ def machine_info(pg_url: str) -> dict[str, Any]:
         finally:
             await conn.close()
 
-    info: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "load_avg_at_start": load,
-    }
+    info = host_info()
     info.update(asyncio.run(pg()))
     return info
 

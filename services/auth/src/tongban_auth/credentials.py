@@ -202,6 +202,16 @@ async def _succeeded(db: Database, keys: list[str]) -> None:
         await s.commit()
 
 
+async def _mfa_gate(
+    db: Database, user_id: str, ip: str | None, client_id: str | None
+) -> tuple[list[str], CheckResult | None]:
+    """The throttle keys of a second-factor check, and the refusal while any of them is delayed."""
+    keys = throttle.keys_for(ip=ip, client_id=client_id, own=[throttle.mfa_key(user_id)])
+    wait = await _blocked(db, keys)
+    refused = CheckResult(False, error_key="mfa.error.throttled", retry_after=wait) if wait else None
+    return keys, refused
+
+
 def mfa_methods(cred: Credential | None) -> list[str]:
     """Second factors an account has enrolled (a TOTP app, and recovery codes while any are left)."""
     if cred is None or cred.totp_confirmed_at is None:
@@ -422,10 +432,9 @@ async def confirm_totp_enrolment(
 ) -> CheckResult:
     """Turn TOTP on with a first code from the app; the result carries 10 new recovery codes (shown once)."""
     db = _db(rt_or_db)
-    keys = throttle.keys_for(ip=ip, client_id=client_id, own=[throttle.mfa_key(user_id)])
-    wait = await _blocked(db, keys)
-    if wait:
-        return CheckResult(False, error_key="mfa.error.throttled", retry_after=wait)
+    keys, refused = await _mfa_gate(db, user_id, ip, client_id)
+    if refused is not None:
+        return refused
     cred = await _credential(db, user_id)
     if cred is None or cred.totp_secret_enc is None or cred.totp_confirmed_at is not None:
         return CheckResult(False, error_key="totp.error.expired")
@@ -480,10 +489,9 @@ async def verify_totp(
 ) -> CheckResult:
     """Check a code from the authenticator app (± one step, each step once)."""
     db = _db(rt_or_db)
-    keys = throttle.keys_for(ip=ip, client_id=client_id, own=[throttle.mfa_key(user_id)])
-    wait = await _blocked(db, keys)
-    if wait:
-        return CheckResult(False, error_key="mfa.error.throttled", retry_after=wait)
+    keys, refused = await _mfa_gate(db, user_id, ip, client_id)
+    if refused is not None:
+        return refused
     cred = await _credential(db, user_id)
     step = None
     if cred is not None and cred.totp_secret_enc and cred.totp_confirmed_at is not None:
@@ -585,10 +593,9 @@ async def use_recovery_code(
 ) -> CheckResult:
     """Accept a recovery code instead of the app; each code works once."""
     db = _db(rt_or_db)
-    keys = throttle.keys_for(ip=ip, client_id=client_id, own=[throttle.mfa_key(user_id)])
-    wait = await _blocked(db, keys)
-    if wait:
-        return CheckResult(False, error_key="mfa.error.throttled", retry_after=wait)
+    keys, refused = await _mfa_gate(db, user_id, ip, client_id)
+    if refused is not None:
+        return refused
     canonical = totp.normalise_recovery_code(code)
     if canonical is not None and await _consume_recovery_code(db, user_id, totp.recovery_digest(canonical)):
         await _succeeded(db, [throttle.mfa_key(user_id)])
@@ -683,10 +690,9 @@ async def verify_otp(
 ) -> CheckResult:
     """Check a one-time code sent by `send_otp` (5 minutes, 5 attempts, once)."""
     db = _db(rt_or_db)
-    keys = throttle.keys_for(ip=ip, client_id=client_id, own=[throttle.mfa_key(user_id)])
-    wait = await _blocked(db, keys)
-    if wait:
-        return CheckResult(False, error_key="mfa.error.throttled", retry_after=wait)
+    keys, refused = await _mfa_gate(db, user_id, ip, client_id)
+    if refused is not None:
+        return refused
     async with db.session() as s:
         checked = await otp.check_code(s, settings, user_id=user_id, channel=channel, code=code)
         if checked.outcome == otp.CheckOutcome.ok:
