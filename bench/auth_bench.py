@@ -31,7 +31,6 @@ import http.client
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import statistics
@@ -39,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from urllib.parse import urlencode
 import asyncpg
 import orjson
 from org_bench import DEFAULT_NATS, Service, machine_info, percentile, run_async, with_database
+from wrk import LoadResult, WrkRequest, run_wrk, wrk_version
 
 from tongban_kit.natsserver import free_port
 
@@ -62,150 +62,6 @@ TARGET_TOKENS_PER_S = 1500.0
 TARGET_TOKEN_P99_MS = 50.0
 TARGET_INTROSPECT_PER_S = 2000.0
 TARGET_LOGINS_PER_CORE = 30.0
-
-# ------------------------------------------------------------------------------------------- wrk
-
-#: wrk script: cycles through pre-built POST requests; `done` prints one JSON line with the figures
-WRK_LUA = r"""
-local specs = SPECS
-local built = {}
-local n = 0
-local i = 0
-
-init = function(args)
-  for k, s in ipairs(specs) do
-    built[k] = wrk.format("POST", s[1], {
-      ["Content-Type"] = "application/x-www-form-urlencoded",
-      ["Authorization"] = s[2],
-    }, s[3])
-  end
-  n = #built
-end
-
-request = function()
-  i = i % n + 1
-  return built[i]
-end
-
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "bytes": %d, "status_errors": %d, "connect_errors": %d, ' ..
-    '"read_errors": %d, "write_errors": %d, "timeouts": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
-    '"p999_us": %d, "max_us": %d, "mean_us": %.1f}\n',
-    summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
-    latency.max, latency.mean))
-end
-"""
-
-
-def _lua_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def wrk_script(specs: list[tuple[str, str, str]]) -> str:
-    """The wrk Lua script for (path, Authorization header, form body) requests."""
-    table = "{\n" + ",\n".join("{" + ", ".join(_lua_string(v) for v in spec) + "}" for spec in specs) + "\n}"
-    return WRK_LUA.replace("SPECS", table)
-
-
-@dataclass
-class LoadResult:
-    """What one wrk run measured."""
-
-    key: str
-    label: str
-    connections: int
-    seconds: float
-    figures: dict[str, Any]
-    targets: dict[str, float] = field(default_factory=dict)
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        """Completed requests per second."""
-        return float(self.figures["requests"]) / (self.figures["duration_us"] / 1e6)
-
-    @property
-    def errors(self) -> int:
-        """Non-2xx answers, connection errors and timeouts."""
-        f = self.figures
-        return int(f["status_errors"] + f["connect_errors"] + f["read_errors"] + f["write_errors"] + f["timeouts"])
-
-    def ms(self, name: str) -> float:
-        """A latency figure in milliseconds (`p50`, `p90`, `p99`, `p999`, `max`, `mean`)."""
-        return float(self.figures[f"{name}_us"]) / 1000
-
-    def passed(self) -> bool | None:
-        """Whether every target is met (and no request failed); None without targets."""
-        if not self.targets:
-            return None
-        ok = self.errors == 0
-        if "per_s" in self.targets:
-            ok = ok and self.rate >= self.targets["per_s"]
-        if "p99_ms" in self.targets:
-            ok = ok and self.ms("p99") <= self.targets["p99_ms"]
-        return ok
-
-    def as_json(self) -> dict[str, Any]:
-        """The JSON record."""
-        return {
-            "key": self.key,
-            "operation": self.label,
-            "connections": self.connections,
-            "seconds": self.seconds,
-            "requests": self.figures["requests"],
-            "per_second": round(self.rate, 1),
-            "errors": self.errors,
-            **{f"{k}_ms": round(self.ms(k), 3) for k in ("p50", "p90", "p99", "p999", "max", "mean")},
-            "targets": self.targets,
-            "pass": self.passed(),
-            **self.detail,
-        }
-
-
-def run_wrk(
-    port: int,
-    specs: list[tuple[str, str, str]],
-    *,
-    key: str,
-    label: str,
-    connections: int,
-    seconds: float,
-    threads: int,
-    targets: dict[str, float] | None = None,
-) -> LoadResult:
-    """Drive 127.0.0.1:`port` with wrk for `seconds` at `connections` open connections."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(wrk_script(specs))
-        script = f.name
-    try:
-        cmd = [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{seconds:g}s",
-            "--timeout",
-            "10s",
-            "-s",
-            script,
-            f"http://127.0.0.1:{port}",
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    finally:
-        os.unlink(script)
-    match = re.search(r"^WRKJSON (\{.*\})$", out, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"wrk printed no figures:\n{out}")
-    result = LoadResult(key, label, connections, seconds, json.loads(match.group(1)), targets or {})
-    print(
-        f"  {label:<52} {result.rate:>8,.0f}/s  p50 {result.ms('p50'):6.2f}  p99 {result.ms('p99'):6.2f}  "
-        f"max {result.ms('max'):7.2f} ms  errors {result.errors}",
-        flush=True,
-    )
-    return result
-
 
 # -------------------------------------------------------------------------------------- clients
 
@@ -528,8 +384,7 @@ def tool_versions(peer_dir: Path | None) -> dict[str, Any]:
 
     out: dict[str, Any] = {"uvicorn": uvicorn.__version__, "fastapi": fastapi.__version__}
     out["argon2_cffi"] = getattr(argon2, "__version__", "?")
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    out["wrk"] = wrk_version()
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     if peer_dir is not None:
@@ -687,7 +542,7 @@ def run_load(
 ) -> None:
     """client_credentials (service and peer, interleaved), then introspection."""
     body = urlencode({"grant_type": "client_credentials", "scope": SCOPE})
-    specs = [("/oauth2/token", basic(cid, secret), body) for cid, secret in registered]
+    specs = [form_request("/oauth2/token", basic(cid, secret), body) for cid, secret in registered]
     cid, secret = registered[0]
     shape = check_token_answer(*post_form(service.port, "/oauth2/token", basic(cid, secret), dict_of(body)), "tongban")
     extra["token_shape"] = {"tongban": {"bytes": shape["bytes"], "header": shape["header"]}}
@@ -720,7 +575,7 @@ def run_load(
     ours.detail["issued_events_written"] = events
     results.append(ours)
     if peer is not None:
-        peer_specs = [("/token", s[1], s[2]) for s in specs]
+        peer_specs = [s._replace(path="/token") for s in specs]
         run_wrk(peer.port, peer_specs, key="warmup", label="peer warm-up (not recorded)", seconds=args.warmup, **load)
         theirs = run_wrk(
             peer.port,
@@ -770,7 +625,10 @@ def run_load(
     if status != 200 or answer.get("active") is not True:
         raise RuntimeError(f"introspection answered {status}: {answer}")
     auth = basic(cid, secret)
-    ispecs = [("/oauth2/introspect", auth, urlencode({"token": t, "token_type_hint": "access_token"})) for t in tokens]
+    ispecs = [
+        form_request("/oauth2/introspect", auth, urlencode({"token": t, "token_type_hint": "access_token"}))
+        for t in tokens
+    ]
     print(f"introspection ({len(tokens)} distinct tokens):")
     run_wrk(service.port, ispecs, key="warmup", label="warm-up (not recorded)", seconds=args.warmup, **load)
     results.append(
@@ -784,6 +642,12 @@ def run_load(
             **load,
         )
     )
+
+
+def form_request(path: str, authorization: str, body: str) -> WrkRequest:
+    """A form POST with an Authorization header, for wrk."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": authorization}
+    return WrkRequest("POST", path, headers, body)
 
 
 def dict_of(form: str) -> dict[str, str]:

@@ -494,6 +494,7 @@ class Service:
         name: str = "org",
         script: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        flag: str = SERVE_FLAG,
     ) -> None:
         self.port = free_port()
         self.namespace = namespace
@@ -514,7 +515,7 @@ class Service:
         # `<bench script> --serve-service` runs `python -m tongban_<name> serve` (the same entry point) under
         # a command line of its own, so that scripts stopping "tongban_<name> serve" by name leave it alone
         self.proc = subprocess.Popen(
-            [sys.executable, str(script or Path(__file__).resolve()), SERVE_FLAG],
+            [sys.executable, str(script or Path(__file__).resolve()), flag],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

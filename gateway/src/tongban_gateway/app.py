@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tongban_gateway.access import AccessControl
 from tongban_gateway.config import Settings
 from tongban_gateway.edge import EdgeMiddleware
 from tongban_gateway.metrics import GatewayMetrics
 from tongban_gateway.openapi import OpenApiAggregator, docs_page
-from tongban_gateway.proxy import Proxy, ProxyRoute
+from tongban_gateway.proxy import Proxy, ProxyDispatch
 from tongban_gateway.ratelimit import RateLimiter
 from tongban_gateway.routes import load_routes
 from tongban_gateway.upstreams import Upstreams
@@ -27,9 +27,22 @@ from tongban_kit.problems import install_problem_handlers, problem_response
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """A lean Starlette app: the kit's context middleware and problem handlers, CORS and security headers,
-    ops routes, and the proxied routes behind token, scope and rate-limit checks."""
+class Gateway:
+    """The gateway as one ASGI app: the kit's context middleware, then CORS and security headers, then the proxy
+    for the route table's rows (raw ASGI, the hot path) and a Starlette app for the rest (ops routes, lifespan,
+    problem+json 404s). `state` is the Starlette app's, where tests and ops code find the parts."""
+
+    def __init__(self, asgi: ASGIApp, ops: Starlette) -> None:
+        self.asgi = asgi
+        self.ops = ops
+        self.state = ops.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.asgi(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Gateway:
+    """The gateway app: ops routes and the proxied routes behind token, scope and rate-limit checks."""
     settings = settings or Settings()
     table = load_routes(settings.routes_file)
     if settings.routes_file:
@@ -88,10 +101,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
-        *(ProxyRoute(entry, proxy) for entry in table.entries),
     ]
-    middleware = [Middleware(ContextMiddleware, metrics=metrics), Middleware(EdgeMiddleware, settings=settings)]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.routes = table
@@ -100,4 +111,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.limiter = limiter
     # the kit's handlers only use add_exception_handler, which a plain Starlette app has too
     install_problem_handlers(app)
-    return app
+    own_paths = [r.path for r in routes if isinstance(r, Route)]
+    dispatch = ProxyDispatch(table, proxy, app, own_paths)
+    return Gateway(ContextMiddleware(EdgeMiddleware(dispatch, settings), metrics=metrics), app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -11,23 +13,20 @@ from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDict
-from starlette.background import BackgroundTask
-from starlette.datastructures import URLPath
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import Receive, Scope, Send
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
 from tongban_gateway.access import AccessControl
 from tongban_gateway.config import Settings
 from tongban_gateway.metrics import GatewayMetrics
 from tongban_gateway.ratelimit import Decision, RateLimiter
-from tongban_gateway.routes import RouteEntry
+from tongban_gateway.routes import RouteEntry, RouteTable
 from tongban_gateway.upstreams import Upstreams
 from tongban_kit.context import current_headers
-from tongban_kit.observe import ACCESS_LOG_FIELDS
-from tongban_kit.problems import problem_response
+from tongban_kit.observe import ACCESS_LOG_FIELDS, ROUTE_TEMPLATE
+from tongban_kit.problems import PROBLEM_JSON, Problem, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,8 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _IDENTITY_PREFIX = "x-tongban-"
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
+#: bodies up to this size (of declared length) are read whole and sent in one piece, both ways
+SMALL_BODY = 64 * 1024
 
 
 def _connection_tokens(values: Iterable[str]) -> set[str]:
@@ -55,25 +56,33 @@ def _is_hop(name: str, listed: set[str]) -> bool:
     return name in HOP_BY_HOP or name.startswith("proxy-") or name in listed
 
 
-def forward_headers(request: Request) -> CIMultiDict[str]:
+def forward_headers(scope: Scope) -> CIMultiDict[str]:
     """The caller's headers minus hop-by-hop and `X-Tongban-*` ones, plus X-Forwarded-*, request id and traceparent.
 
     The Authorization header passes unchanged: services verify the token again.
     """
-    items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     listed = _connection_tokens(v for k, v in items if k.lower() == "connection")
     out: CIMultiDict[str] = CIMultiDict()
+    chain: list[str] = []
+    host = None
     for name, value in items:
         lname = name.lower()
+        if lname == "x-forwarded-for":
+            chain.append(value)
+        elif lname == "host":
+            host = value
         if not _is_hop(lname, listed) and lname not in _OWN_REQUEST and not lname.startswith(_IDENTITY_PREFIX):
             out.add(name, value)
-    chain = [*request.headers.getlist("x-forwarded-for"), request.client.host if request.client else ""]
+    client = scope.get("client")
+    if client:
+        chain.append(client[0])
     forwarded_for = ", ".join(c for c in chain if c)
     if forwarded_for:
         out["X-Forwarded-For"] = forwarded_for
-    out["X-Forwarded-Proto"] = request.url.scheme
-    if "host" in request.headers:
-        out["X-Forwarded-Host"] = request.headers["host"]
+    out["X-Forwarded-Proto"] = scope.get("scheme", "http")
+    if host is not None:
+        out["X-Forwarded-Host"] = host
     out.update(current_headers())
     return out
 
@@ -89,36 +98,74 @@ class _BodyTooLarge(Exception):
     """The request body passed the configured limit while streaming."""
 
 
-class _Body:
-    """The caller's body as an async generator that counts bytes and stops past the limit."""
+class _ClientGone(Exception):
+    """The caller disconnected before its request body was complete."""
 
-    def __init__(self, request: Request, limit: int) -> None:
-        self.request = request
+
+class _Body:
+    """The caller's body read from the ASGI channel: counted, stopped past the limit."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self.receive = receive
         self.limit = limit
+        self.size = 0
         self.started = False
+        self.finished = False
         self.too_large = False
         self.client_gone = False
+
+    async def _next(self) -> tuple[bytes, bool]:
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.client_gone = True
+            raise _ClientGone
+        chunk: bytes = message.get("body", b"")
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.too_large = True
+            raise _BodyTooLarge
+        more = bool(message.get("more_body", False))
+        self.finished = not more
+        return chunk, more
+
+    async def read_all(self) -> bytes:
+        """The whole body (for small bodies of declared length: sent in one write, retryable)."""
+        self.started = True
+        parts = []
+        more = True
+        while more:
+            chunk, more = await self._next()
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives."""
         self.started = True
-        size = 0
-        try:
-            async for chunk in self.request.stream():
-                size += len(chunk)
-                if size > self.limit:
-                    self.too_large = True
-                    raise _BodyTooLarge
-                if chunk:
-                    yield chunk
-        except ClientDisconnect:
-            self.client_gone = True
-            raise
+        more = True
+        while more:
+            chunk, more = await self._next()
+            if chunk:
+                yield chunk
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the caller has gone (the request body must be consumed already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _send_problem(problem: Problem, scope: Scope) -> Response:
+    return JSONResponse(
+        problem.body(scope["path"]), status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON
+    )
 
 
 class Proxy:
     """Sends requests to the upstream a route names: round-robin over instances whose breaker is closed, one
-    retry on the next instance for idempotent methods when the connection could not be made."""
+    retry on the next instance for idempotent methods when the connection could not be made.
+
+    Serves raw ASGI, without a framework's request and response objects in between: this is the gateway's hot path.
+    """
 
     def __init__(
         self,
@@ -134,32 +181,55 @@ class Proxy:
         self.limiter = limiter
         self.metrics = metrics
 
-    async def handle(self, request: Request, route: RouteEntry) -> Response:
-        """Check the token and scopes, take from the rate limit, then forward; raises Problem on refusal."""
-        token = await self.access.check(request, route) if self.access is not None else None
+    async def serve(self, scope: Scope, receive: Receive, send: Send, route: RouteEntry) -> None:
+        """Check the token and scopes, take from the rate limit, then forward; refusals answer problem+json."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            response = await self._admit_and_forward(scope, receive, tracked, route)
+        except Problem as exc:
+            response = _send_problem(exc, scope)
+        except Exception:
+            if started:
+                raise  # the status line is out; the server cuts the connection
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            response = problem_response(
+                500, "an unexpected error occurred; quote the request id when reporting it", instance=scope["path"]
+            )
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def _admit_and_forward(
+        self, scope: Scope, receive: Receive, send: Send, route: RouteEntry
+    ) -> Response | None:
         log_fields: dict[str, Any] = {"upstream": route.upstream}
+        scope[ACCESS_LOG_FIELDS] = log_fields
+        token = await self.access.check(Request(scope), route) if self.access is not None else None
         if token is not None:
             log_fields["client_id"] = token.client_id
-        request.scope[ACCESS_LOG_FIELDS] = log_fields
-        decision = None
+        extra: list[tuple[bytes, bytes]] = []
         if self.limiter is not None:
-            client = request.scope.get("client")
+            client = scope.get("client")
             decision = await self.limiter.check(route, token.client_id if token else None, client[0] if client else "")
-            if decision is not None and not decision.allowed:
-                return self._limited(request, decision)
-        response = await self.forward(request, route)
-        if decision is not None:
-            response.raw_headers += decision.headers
-        return response
+            if decision is not None:
+                if not decision.allowed:
+                    return self._limited(scope, decision)
+                extra = decision.headers
+        return await self.forward(scope, receive, send, route, extra)
 
-    def _limited(self, request: Request, decision: Decision) -> Response:
+    def _limited(self, scope: Scope, decision: Decision) -> Response:
         retry = str(decision.retry_after)
         if decision.store_down:
             out = problem_response(
                 503,
                 "the rate limit cannot be checked right now; try again shortly",
                 type="rate-limit-unavailable",
-                instance=request.url.path,
+                instance=scope["path"],
                 headers={"Retry-After": retry},
             )
         else:
@@ -168,66 +238,87 @@ class Proxy:
                 f"too many requests; try again in {retry} s",
                 type="rate-limited",
                 title="Too many requests",
-                instance=request.url.path,
+                instance=scope["path"],
                 headers={"Retry-After": retry},
             )
         out.raw_headers += decision.headers
         return out
 
-    def _too_large(self, request: Request, limit: int) -> Response:
+    def _too_large(self, scope: Scope, limit: int) -> Response:
         return problem_response(
             413,
             f"the request body exceeds {limit} bytes",
             type="body-too-large",
-            instance=request.url.path,
+            instance=scope["path"],
         )
 
-    async def forward(self, request: Request, route: RouteEntry) -> Response:
-        """Forward one request and stream the answer back; upstream failures become problem+json."""
+    async def forward(
+        self, scope: Scope, receive: Receive, send: Send, route: RouteEntry, extra: list[tuple[bytes, bytes]]
+    ) -> Response | None:
+        """Forward one request and relay the answer (None once relayed); failures come back as problem+json."""
+        path = scope["path"]
+        method = scope["method"]
         limit = route.max_body_bytes or self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared: str | None = None
+        chunked = False
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                declared = v.decode("latin-1")
+            elif k == b"transfer-encoding":
+                chunked = True
         if declared is not None and not declared.isdigit():
-            return problem_response(400, "Content-Length is not a number", instance=request.url.path)
+            return problem_response(400, "Content-Length is not a number", instance=path)
         if declared is not None and int(declared) > limit:
-            return self._too_large(request, limit)
-        body = None
-        if declared not in (None, "0") or "transfer-encoding" in request.headers:
-            body = _Body(request, limit)
+            return self._too_large(scope, limit)
+        body: _Body | None = None
+        data: bytes | AsyncIterator[bytes] | None = None
+        if declared not in (None, "0") or chunked:
+            body = _Body(receive, limit)
+            if declared is not None and int(declared) <= SMALL_BODY:
+                try:
+                    data = await body.read_all()
+                except _BodyTooLarge:
+                    return self._too_large(scope, limit)
+                except _ClientGone:
+                    return None  # nobody to answer
         # raw bytes as the caller sent them: existing escapes kept, anything unsafe escaped
-        tail = quote(request.scope.get("raw_path") or request.scope["path"].encode(), safe=_URL_SAFE)
-        if request.scope.get("query_string"):
-            tail += "?" + quote(request.scope["query_string"], safe=_URL_SAFE)
+        tail = quote(scope.get("raw_path") or path.encode(), safe=_URL_SAFE)
+        if scope.get("query_string"):
+            tail += "?" + quote(scope["query_string"], safe=_URL_SAFE)
         timeout = aiohttp.ClientTimeout(
             total=None,
             sock_connect=self.settings.connect_timeout_seconds,
             sock_read=route.timeout or self.settings.upstream_timeout_seconds,
         )
-        headers = forward_headers(request)
-        tries = 2 if request.method in IDEMPOTENT else 1
+        headers = forward_headers(scope)
+        tries = 2 if method in IDEMPOTENT else 1
         attempt = 0
         last: BaseException | None = None
         for base, breaker in self.upstreams.candidates(route.upstream):
             attempt += 1
             started = time.perf_counter()
+            if body is not None and data is None:
+                data = body.chunks()
             try:
                 resp = await self.upstreams.session.request(
-                    request.method,
+                    method,
                     URL(base + tail, encoded=True),
                     headers=headers,
                     timeout=timeout,
-                    data=body.chunks() if body is not None else None,
+                    data=data,
                     allow_redirects=False,
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if body is not None and (body.too_large or body.client_gone):
                     breaker.release()
                     if body.too_large:
-                        return self._too_large(request, limit)
-                    return problem_response(400, "the client went away mid-request", instance=request.url.path)
+                        return self._too_large(scope, limit)
+                    return None  # the caller went away mid-request: nobody to answer
                 breaker.failure()
                 self._count(route.upstream, "timeout" if isinstance(exc, TimeoutError) else "unavailable")
                 connect_error = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-                retry = attempt < tries and connect_error and not (body is not None and body.started)
+                replayable = body is None or isinstance(data, bytes)
+                retry = attempt < tries and connect_error and replayable
                 log.warning(
                     "upstream request failed",
                     extra={"upstream": route.upstream, "instance": base, "error": repr(exc), "retry": retry},
@@ -235,21 +326,21 @@ class Proxy:
                 last = exc
                 if retry:
                     continue
-                return self._failure(request, route, exc)
+                return self._failure(scope, route, exc)
             except BaseException:
                 breaker.release()
                 raise
             breaker.success()
             upstream_time = time.perf_counter() - started
-            fields = request.scope.get(ACCESS_LOG_FIELDS)
+            fields = scope.get(ACCESS_LOG_FIELDS)
             if fields is not None:
                 fields["upstream_ms"] = round(upstream_time * 1000, 2)
             if self.metrics is not None:
                 self.metrics.upstream_latency.labels(route.upstream).observe(upstream_time)
                 self._count(route.upstream, _STATUS_CLASS[resp.status // 100])
-            return _relay(resp, route)
+            return await self._relay(resp, scope, receive, send, route, extra, body)
         if last is not None:
-            return self._failure(request, route, last)
+            return self._failure(scope, route, last)
         self._count(route.upstream, "circuit_open")
         retry_after = max(1, math.ceil(self.upstreams.retry_after(route.upstream)))
         return problem_response(
@@ -257,23 +348,76 @@ class Proxy:
             f"the {route.upstream} service is unavailable; try again in {retry_after} s",
             type="upstream-unavailable",
             title="Upstream unavailable",
-            instance=request.url.path,
+            instance=path,
             headers={"Retry-After": str(retry_after)},
             upstream=route.upstream,
         )
+
+    async def _relay(
+        self,
+        resp: aiohttp.ClientResponse,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: RouteEntry,
+        extra: list[tuple[bytes, bytes]],
+        body: _Body | None,
+    ) -> Response | None:
+        """Send the upstream's answer: small bodies of known length in one message, others chunk by chunk."""
+        headers = backward_headers(resp.raw_headers)
+        headers += extra
+        start = {"type": "http.response.start", "status": resp.status, "headers": headers}
+        length = resp.content_length
+        try:
+            if length is not None and length <= SMALL_BODY:
+                try:
+                    content = await resp.read()
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    log.warning("upstream response broke off", extra={"upstream": route.upstream, "error": repr(exc)})
+                    return self._failure(scope, route, exc)
+                await send(start)
+                await send({"type": "http.response.body", "body": content})
+                return None
+            await send(start)
+            copy = asyncio.ensure_future(self._copy(resp, send, route))
+            if body is not None and not body.finished:
+                await copy  # the request channel is still the upload's; the send fails if the caller goes
+                return None
+            gone = asyncio.ensure_future(_disconnected(receive))
+            await asyncio.wait({copy, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not copy.done():
+                copy.cancel()  # the caller left: stop reading from the upstream
+                with contextlib.suppress(asyncio.CancelledError):
+                    await copy
+                return None
+            gone.cancel()
+            copy.result()
+            return None
+        finally:
+            resp.release()
+
+    async def _copy(self, resp: aiohttp.ClientResponse, send: Send, route: RouteEntry) -> None:
+        try:
+            async for chunk in resp.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # the status line is out; cutting the connection is the only honest signal left
+            log.warning("upstream response broke off", extra={"upstream": route.upstream, "error": repr(exc)})
+            raise
+        await send({"type": "http.response.body", "body": b""})
 
     def _count(self, upstream: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.upstream_requests.labels(upstream, outcome).inc()
 
-    def _failure(self, request: Request, route: RouteEntry, exc: BaseException) -> Response:
+    def _failure(self, scope: Scope, route: RouteEntry, exc: BaseException) -> Response:
         if isinstance(exc, TimeoutError):
             return problem_response(
                 504,
                 f"the {route.upstream} service did not answer in time",
                 type="upstream-timeout",
                 title="Upstream timeout",
-                instance=request.url.path,
+                instance=scope["path"],
                 upstream=route.upstream,
             )
         return problem_response(
@@ -281,50 +425,28 @@ class Proxy:
             f"the {route.upstream} service is unavailable",
             type="upstream-unavailable",
             title="Upstream unavailable",
-            instance=request.url.path,
+            instance=scope["path"],
             upstream=route.upstream,
         )
 
 
-def _relay(resp: aiohttp.ClientResponse, route: RouteEntry) -> Response:
-    """Stream the upstream's body back chunk by chunk as it arrives; never buffered whole."""
+class ProxyDispatch:
+    """The gateway's ASGI entry below the edge middleware: requests under a row of the route table go straight to
+    the proxy; everything else (health, metrics, catalogue, lifespan, 404s) to the ops app."""
 
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in resp.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            # the status line is out; cutting the connection is the only honest signal left
-            log.warning("upstream response broke off", extra={"upstream": route.upstream, "error": repr(exc)})
-            raise
-        finally:
-            resp.release()
-
-    out = StreamingResponse(body(), status_code=resp.status, background=BackgroundTask(resp.release))
-    out.raw_headers = backward_headers(resp.raw_headers)
-    return out
-
-
-class ProxyRoute(BaseRoute):
-    """The Starlette route of one route-table row; its `path` labels that row's metrics."""
-
-    def __init__(self, entry: RouteEntry, proxy: Proxy) -> None:
-        self.entry = entry
+    def __init__(self, table: RouteTable, proxy: Proxy, ops: ASGIApp, own_paths: Iterable[str]) -> None:
+        self.table = table
         self.proxy = proxy
-        self.path = entry.prefix.rstrip("/") + "/*"
-        self.name = f"proxy:{entry.prefix}"
+        self.ops = ops
+        self.own = frozenset(own_paths)
+        #: the metrics label of each row: its prefix and `/*`
+        self.labels = {e.prefix: e.prefix.rstrip("/") + "/*" for e in table.entries}
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """Full match for HTTP requests under the row's prefix."""
-        if scope["type"] == "http" and self.entry.matches(scope["path"]):
-            return Match.FULL, {}
-        return Match.NONE, {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        """Proxy routes have no reverse URLs."""
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Forward the request and send the answer."""
-        response = await self.proxy.handle(Request(scope, receive), self.entry)
-        await response(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.own:
+            entry = self.table.match(scope["path"])
+            if entry is not None:
+                scope[ROUTE_TEMPLATE] = self.labels[entry.prefix]
+                await self.proxy.serve(scope, receive, send, entry)
+                return
+        await self.ops(scope, receive, send)

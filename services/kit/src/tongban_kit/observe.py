@@ -18,6 +18,8 @@ access_log = logging.getLogger("tongban.access")
 
 #: scope key of a dict whose fields the access-log line of the request carries too
 ACCESS_LOG_FIELDS = "tongban.access_log"
+#: scope key where an ASGI app that routes by itself (the gateway's proxy) puts the route label of its metrics
+ROUTE_TEMPLATE = "tongban.route"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -44,6 +46,9 @@ class HttpMetrics:
 
 
 def _route_template(scope: Scope) -> str:
+    label = scope.get(ROUTE_TEMPLATE)
+    if label is not None:
+        return str(label)
     app = scope.get("app")
     router = getattr(app, "router", None)
     for route in getattr(router, "routes", ()):
