@@ -56,10 +56,10 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:
 def test_round_robin_skips_instances_whose_breaker_is_open() -> None:
     settings = Settings(upstreams={"org": ["http://a", "http://b", "http://c"]}, breaker_failures=1)
     ups = Upstreams(settings)
-    firsts = [next(ups.candidates("org"))[0] for _ in range(3)]
+    firsts = [next(ups.candidates("org"))[0].base_url for _ in range(3)]
     assert firsts == ["http://a", "http://b", "http://c"]
     ups.breakers["org"][1].failure()
-    order = [[u for u, _ in ups.candidates("org")] for _ in range(3)]
+    order = [[u.base_url for u, _ in ups.candidates("org")] for _ in range(3)]
     assert order == [["http://a", "http://c"], ["http://c", "http://a"], ["http://c", "http://a"]]
     for b in ups.breakers["org"]:
         b.failure()

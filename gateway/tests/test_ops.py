@@ -85,7 +85,12 @@ async def test_metrics_label_proxied_requests_by_route(gateway: Gateway) -> None
 
 
 async def test_unexpected_errors_answer_problem_json() -> None:
-    app = create_app(Settings(upstreams={"auth": ["http://127.0.0.1:9"]}))  # lifespan not run: no session
+    app = create_app(Settings(upstreams={"auth": ["http://127.0.0.1:9"]}))
+
+    def broken(name: str) -> None:
+        raise RuntimeError("a bug")
+
+    app.state.upstreams.candidates = broken
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as c:
         resp = await c.get("/.well-known/openid-configuration")  # a public route: no token check first

@@ -11,18 +11,16 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-from multidict import CIMultiDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from yarl import URL
 
 from tongban_gateway.access import AccessControl
 from tongban_gateway.config import Settings
 from tongban_gateway.metrics import GatewayMetrics
 from tongban_gateway.ratelimit import Decision, RateLimiter
 from tongban_gateway.routes import RouteEntry, RouteTable
+from tongban_gateway.upstream_http import Exchange, Pool, UpstreamError
 from tongban_gateway.upstreams import Upstreams
 from tongban_kit.context import current_headers
 from tongban_kit.observe import ACCESS_LOG_FIELDS, ROUTE_TEMPLATE
@@ -32,16 +30,28 @@ log = logging.getLogger(__name__)
 
 #: hop-by-hop headers (RFC 9110 §7.6.1); any `Proxy-*` header and any named in Connection go too
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"})
-#: request headers the gateway sets itself rather than passing on
-_OWN_REQUEST = frozenset(
-    {"host", "expect", "x-request-id", "traceparent", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+#: request headers the gateway sets itself (or frames itself) rather than passing on
+_DROP_REQUEST = frozenset(
+    {
+        b"host",
+        b"expect",
+        b"x-request-id",
+        b"traceparent",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"content-length",
+        *(h.encode() for h in HOP_BY_HOP),
+    }
 )
 #: response headers the gateway's own server and middleware set
 _OWN_RESPONSE = frozenset({b"server", b"date", b"x-request-id", b"traceparent"})
 #: methods retried once on the next instance when the connection could not be made
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: methods whose requests carry a body: an empty one is sent with `Content-Length: 0`
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: identity headers only services set among themselves; a client sending them is trying to forge one
-_IDENTITY_PREFIX = "x-tongban-"
+_IDENTITY_PREFIX = b"x-tongban-"
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 #: bodies up to this size (of declared length) are read whole and sent in one piece, both ways
@@ -56,35 +66,39 @@ def _is_hop(name: str, listed: set[str]) -> bool:
     return name in HOP_BY_HOP or name.startswith("proxy-") or name in listed
 
 
-def forward_headers(scope: Scope) -> CIMultiDict[str]:
-    """The caller's headers minus hop-by-hop and `X-Tongban-*` ones, plus X-Forwarded-*, request id and traceparent.
+def forward_head(scope: Scope, target: bytes, authority: bytes, framing: bytes) -> bytes:
+    """The request head sent upstream: the caller's headers minus hop-by-hop, `X-Tongban-*` and framing ones, plus
+    Host, X-Forwarded-*, request id, traceparent and the body's framing (`framing`: a header line or empty).
 
     The Authorization header passes unchanged: services verify the token again.
     """
-    items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-    listed = _connection_tokens(v for k, v in items if k.lower() == "connection")
-    out: CIMultiDict[str] = CIMultiDict()
-    chain: list[str] = []
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    listed = _connection_tokens(v.decode("latin-1") for k, v in raw if k == b"connection")
+    lines = [scope["method"].encode(), b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
+    chain: list[bytes] = []
     host = None
-    for name, value in items:
-        lname = name.lower()
-        if lname == "x-forwarded-for":
+    for name, value in raw:
+        if name == b"x-forwarded-for":
             chain.append(value)
-        elif lname == "host":
+        elif name == b"host":
             host = value
-        if not _is_hop(lname, listed) and lname not in _OWN_REQUEST and not lname.startswith(_IDENTITY_PREFIX):
-            out.add(name, value)
+        if name in _DROP_REQUEST or name.startswith(b"proxy-") or name.startswith(_IDENTITY_PREFIX):
+            continue
+        if listed and name.decode("latin-1") in listed:
+            continue
+        lines += [name, b": ", value, b"\r\n"]
     client = scope.get("client")
     if client:
-        chain.append(client[0])
-    forwarded_for = ", ".join(c for c in chain if c)
-    if forwarded_for:
-        out["X-Forwarded-For"] = forwarded_for
-    out["X-Forwarded-Proto"] = scope.get("scheme", "http")
+        chain.append(client[0].encode())
+    if chain:
+        lines += [b"x-forwarded-for: ", b", ".join(chain), b"\r\n"]
+    lines += [b"x-forwarded-proto: ", scope.get("scheme", "http").encode(), b"\r\n"]
     if host is not None:
-        out["X-Forwarded-Host"] = host
-    out.update(current_headers())
-    return out
+        lines += [b"x-forwarded-host: ", host, b"\r\n"]
+    for name_s, value_s in current_headers().items():
+        lines += [name_s.encode(), b": ", value_s.encode("latin-1"), b"\r\n"]
+    lines += [framing, b"\r\n"]
+    return b"".join(lines)
 
 
 def backward_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -259,74 +273,91 @@ class Proxy:
         path = scope["path"]
         method = scope["method"]
         limit = route.max_body_bytes or self.settings.max_body_bytes
-        declared: str | None = None
+        declared: bytes | None = None
         chunked = False
         for k, v in scope["headers"]:
             if k == b"content-length":
-                declared = v.decode("latin-1")
+                declared = v
             elif k == b"transfer-encoding":
                 chunked = True
         if declared is not None and not declared.isdigit():
             return problem_response(400, "Content-Length is not a number", instance=path)
-        if declared is not None and int(declared) > limit:
+        length = int(declared) if declared is not None else None
+        if length is not None and length > limit:
             return self._too_large(scope, limit)
         body: _Body | None = None
-        data: bytes | AsyncIterator[bytes] | None = None
-        if declared not in (None, "0") or chunked:
+        data: bytes | None = None
+        framing = b""
+        if length or chunked:
             body = _Body(receive, limit)
-            if declared is not None and int(declared) <= SMALL_BODY:
+            if length is not None and length <= SMALL_BODY:
                 try:
                     data = await body.read_all()
                 except _BodyTooLarge:
                     return self._too_large(scope, limit)
                 except _ClientGone:
                     return None  # nobody to answer
+            if data is not None:
+                framing = b"content-length: %d\r\n" % len(data)
+            elif length is not None:
+                framing = b"content-length: %d\r\n" % length
+            else:
+                framing = b"transfer-encoding: chunked\r\n"
+        elif length == 0 or method in _BODY_METHODS:
+            framing = b"content-length: 0\r\n"
         # raw bytes as the caller sent them: existing escapes kept, anything unsafe escaped
-        tail = quote(scope.get("raw_path") or path.encode(), safe=_URL_SAFE)
+        target = quote(scope.get("raw_path") or path.encode(), safe=_URL_SAFE)
         if scope.get("query_string"):
-            tail += "?" + quote(scope["query_string"], safe=_URL_SAFE)
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.settings.connect_timeout_seconds,
-            sock_read=route.timeout or self.settings.upstream_timeout_seconds,
-        )
-        headers = forward_headers(scope)
+            target += "?" + quote(scope["query_string"], safe=_URL_SAFE)
+        target_bytes = target.encode("ascii")
+        read_timeout = route.timeout or self.settings.upstream_timeout_seconds
+        connect_timeout = self.settings.connect_timeout_seconds
+        head_only = method == "HEAD"
         tries = 2 if method in IDEMPOTENT else 1
         attempt = 0
-        last: BaseException | None = None
-        for base, breaker in self.upstreams.candidates(route.upstream):
+        last: UpstreamError | None = None
+        replayable = body is None or data is not None
+        for pool, breaker in self.upstreams.candidates(route.upstream):
             attempt += 1
             started = time.perf_counter()
-            if body is not None and data is None:
-                data = body.chunks()
+            payload = data if body is None or data is not None else body.chunks()
             try:
-                resp = await self.upstreams.session.request(
-                    method,
-                    URL(base + tail, encoded=True),
-                    headers=headers,
-                    timeout=timeout,
-                    data=data,
-                    allow_redirects=False,
+                conn, status, raw_headers = await self._exchange(
+                    pool,
+                    forward_head(scope, target_bytes, pool.authority, framing),
+                    payload,
+                    chunked=length is None,
+                    head_only=head_only,
+                    again=method in IDEMPOTENT and replayable,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
                 )
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                if body is not None and (body.too_large or body.client_gone):
-                    breaker.release()
-                    if body.too_large:
-                        return self._too_large(scope, limit)
-                    return None  # the caller went away mid-request: nobody to answer
-                breaker.failure()
-                self._count(route.upstream, "timeout" if isinstance(exc, TimeoutError) else "unavailable")
-                connect_error = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-                replayable = body is None or isinstance(data, bytes)
-                retry = attempt < tries and connect_error and replayable
+            except UpstreamError as exc:
+                if exc.sent or exc.connect:
+                    breaker.failure()
+                    self._count(route.upstream, "timeout" if isinstance(exc, TimeoutError) else "unavailable")
+                else:
+                    breaker.release()  # a kept-alive connection the upstream had closed says nothing of its health
+                retry = exc.connect and attempt < tries and replayable
                 log.warning(
                     "upstream request failed",
-                    extra={"upstream": route.upstream, "instance": base, "error": repr(exc), "retry": retry},
+                    extra={
+                        "upstream": route.upstream,
+                        "instance": pool.authority.decode(),
+                        "error": str(exc),
+                        "retry": retry,
+                    },
                 )
                 last = exc
                 if retry:
                     continue
                 return self._failure(scope, route, exc)
+            except _BodyTooLarge:
+                breaker.release()
+                return self._too_large(scope, limit)
+            except _ClientGone:
+                breaker.release()
+                return None  # the caller went away mid-request: nobody to answer
             except BaseException:
                 breaker.release()
                 raise
@@ -337,8 +368,13 @@ class Proxy:
                 fields["upstream_ms"] = round(upstream_time * 1000, 2)
             if self.metrics is not None:
                 self.metrics.upstream_latency.labels(route.upstream).observe(upstream_time)
-                self._count(route.upstream, _STATUS_CLASS[resp.status // 100])
-            return await self._relay(resp, scope, receive, send, route, extra, body)
+                self._count(route.upstream, _STATUS_CLASS[status // 100])
+            try:
+                return await self._relay(
+                    conn, status, raw_headers, scope, receive, send, route, extra, body, read_timeout
+                )
+            finally:
+                conn.release()
         if last is not None:
             return self._failure(scope, route, last)
         self._count(route.upstream, "circuit_open")
@@ -353,56 +389,92 @@ class Proxy:
             upstream=route.upstream,
         )
 
+    async def _exchange(
+        self,
+        pool: Pool,
+        head: bytes,
+        payload: bytes | AsyncIterator[bytes] | None,
+        *,
+        chunked: bool,
+        head_only: bool,
+        again: bool,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> tuple[Exchange, int, list[tuple[bytes, bytes]]]:
+        """Send the request on a pooled connection and read the response head.
+
+        When a kept-alive connection turns out closed by the upstream before any answer (`sent` False) and the
+        request may be sent `again`, it goes once more on a new connection.
+        """
+        fresh = False
+        while True:
+            conn = await pool.acquire(connect_timeout, fresh=fresh)
+            try:
+                await conn.send(head, payload, chunked, head_only=head_only)
+                status, headers = await conn.read_head(read_timeout)
+                return conn, status, headers
+            except UpstreamError as exc:
+                conn.release()
+                if exc.sent or fresh or not again:
+                    raise
+                fresh = True
+            except BaseException:
+                conn.release()
+                raise
+
     async def _relay(
         self,
-        resp: aiohttp.ClientResponse,
+        conn: Exchange,
+        status: int,
+        raw_headers: list[tuple[bytes, bytes]],
         scope: Scope,
         receive: Receive,
         send: Send,
         route: RouteEntry,
         extra: list[tuple[bytes, bytes]],
         body: _Body | None,
+        timeout: float,
     ) -> Response | None:
         """Send the upstream's answer: small bodies of known length in one message, others chunk by chunk."""
-        headers = backward_headers(resp.raw_headers)
+        headers = backward_headers(raw_headers)
         headers += extra
-        start = {"type": "http.response.start", "status": resp.status, "headers": headers}
-        length = resp.content_length
-        try:
-            if length is not None and length <= SMALL_BODY:
-                try:
-                    content = await resp.read()
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    log.warning("upstream response broke off", extra={"upstream": route.upstream, "error": repr(exc)})
-                    return self._failure(scope, route, exc)
-                await send(start)
-                await send({"type": "http.response.body", "body": content})
-                return None
+        start = {"type": "http.response.start", "status": status, "headers": headers}
+        length = None
+        for k, v in headers:
+            if k == b"content-length" and v.isdigit():
+                length = int(v)
+        if conn.complete or (length is not None and length <= SMALL_BODY):
+            try:
+                content = await conn.read_all(timeout)
+            except UpstreamError as exc:
+                log.warning("upstream response broke off", extra={"upstream": route.upstream, "error": str(exc)})
+                return self._failure(scope, route, exc)
             await send(start)
-            copy = asyncio.ensure_future(self._copy(resp, send, route))
-            if body is not None and not body.finished:
-                await copy  # the request channel is still the upload's; the send fails if the caller goes
-                return None
-            gone = asyncio.ensure_future(_disconnected(receive))
-            await asyncio.wait({copy, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not copy.done():
-                copy.cancel()  # the caller left: stop reading from the upstream
-                with contextlib.suppress(asyncio.CancelledError):
-                    await copy
-                return None
-            gone.cancel()
-            copy.result()
+            await send({"type": "http.response.body", "body": content})
             return None
-        finally:
-            resp.release()
+        await send(start)
+        copy = asyncio.ensure_future(self._copy(conn, send, route, timeout))
+        if body is not None and not body.finished:
+            await copy  # the request channel is still the upload's; the send fails if the caller goes
+            return None
+        gone = asyncio.ensure_future(_disconnected(receive))
+        await asyncio.wait({copy, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not copy.done():
+            copy.cancel()  # the caller left: stop reading from the upstream
+            with contextlib.suppress(asyncio.CancelledError):
+                await copy
+            return None
+        gone.cancel()
+        copy.result()
+        return None
 
-    async def _copy(self, resp: aiohttp.ClientResponse, send: Send, route: RouteEntry) -> None:
+    async def _copy(self, conn: Exchange, send: Send, route: RouteEntry, timeout: float) -> None:
         try:
-            async for chunk in resp.content.iter_any():
+            while (chunk := await conn.read_chunk(timeout)) is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except UpstreamError as exc:
             # the status line is out; cutting the connection is the only honest signal left
-            log.warning("upstream response broke off", extra={"upstream": route.upstream, "error": repr(exc)})
+            log.warning("upstream response broke off", extra={"upstream": route.upstream, "error": str(exc)})
             raise
         await send({"type": "http.response.body", "body": b""})
 
@@ -410,7 +482,7 @@ class Proxy:
         if self.metrics is not None:
             self.metrics.upstream_requests.labels(upstream, outcome).inc()
 
-    def _failure(self, scope: Scope, route: RouteEntry, exc: BaseException) -> Response:
+    def _failure(self, scope: Scope, route: RouteEntry, exc: UpstreamError) -> Response:
         if isinstance(exc, TimeoutError):
             return problem_response(
                 504,

@@ -13,6 +13,7 @@ import aiohttp
 
 from tongban_gateway.config import Settings
 from tongban_gateway.metrics import BREAKER_STATES, GatewayMetrics
+from tongban_gateway.upstream_http import Pool
 from tongban_kit.context import current_headers
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,11 @@ class Breaker:
 
 
 class Upstreams:
-    """Base URLs per service, a breaker per instance, the shared client session and probes of the services' health."""
+    """Base URLs per service, a connection pool and a breaker per instance, and probes of the services' health.
+
+    Proxied requests go through the pools (`upstream_http`, the hot path); probes and catalogue fetches through
+    one aiohttp session.
+    """
 
     def __init__(self, settings: Settings, metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
@@ -103,6 +108,10 @@ class Upstreams:
         self._turn: dict[str, int] = dict.fromkeys(self.targets, 0)
         self._session: aiohttp.ClientSession | None = None
         self.breakers: dict[str, list[Breaker]] = {}
+        self.pools: dict[str, list[Pool]] = {
+            name: [Pool(url, max_idle=settings.pool_per_host, idle_seconds=KEEPALIVE_SECONDS) for url in urls]
+            for name, urls in self.targets.items()
+        }
         for name, urls in self.targets.items():
             self.breakers[name] = [
                 Breaker(
@@ -133,7 +142,10 @@ class Upstreams:
         )
 
     async def close(self) -> None:
-        """Close the session and its pooled connections."""
+        """Close the session and the pooled connections."""
+        for pools in self.pools.values():
+            for pool in pools:
+                pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -152,19 +164,19 @@ class Upstreams:
         self._turn[name] = (turn + 1) % len(urls)
         return urls[turn:] + urls[:turn]
 
-    def candidates(self, name: str) -> Iterator[tuple[str, Breaker]]:
+    def candidates(self, name: str) -> Iterator[tuple[Pool, Breaker]]:
         """The service's instances in round-robin order, skipping those whose breaker refuses requests.
 
         Lazy: an instance's breaker is asked (and a half-open probe slot taken) only when the caller moves on to it.
         """
-        urls, breakers = self.targets[name], self.breakers[name]
+        pools, breakers = self.pools[name], self.breakers[name]
         turn = self._turn[name]
-        n = len(urls)
+        n = len(pools)
         self._turn[name] = (turn + 1) % n
         for k in range(n):
             i = (turn + k) % n
             if breakers[i].allow():
-                yield urls[i], breakers[i]
+                yield pools[i], breakers[i]
 
     def retry_after(self, name: str) -> float:
         """Seconds until some instance of the service takes requests again."""
