@@ -179,6 +179,8 @@ def gateway_env(
         "TONGBAN_GATEWAY_OIDC_JWKS_URL": issuer.jwks_url,
         "TONGBAN_GATEWAY_REDIS_URL": redis_url,
         "TONGBAN_GATEWAY_RATE_LIMIT_NAMESPACE": f"bench:{namespace}",
+        # as deployed: a JSON access-log line per request (to the runner's log file)
+        "TONGBAN_GATEWAY_LOG_LEVEL": "INFO",
     }
 
 
@@ -207,18 +209,19 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 
 def redis_answers(url: str) -> bool:
-    """True when Redis answers a PING."""
-    from redis import Redis
-    from redis.exceptions import RedisError
+    """True when Redis answers a PING (through the gateway's own client)."""
+    from tongban_gateway.resp import Redis, StoreError
 
-    try:
-        client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    async def ping() -> bool:
+        client = Redis(url, timeout=1.0)
         try:
-            return bool(client.ping())
+            return await client.execute("PING") == "PONG"
+        except StoreError:
+            return False
         finally:
-            client.close()
-    except (RedisError, OSError):
-        return False
+            await client.close()
+
+    return bool(run_async(ping))
 
 
 def check_answer(port: int, request: WrkRequest, who: str) -> None:

@@ -93,6 +93,13 @@ class Settings(ServiceSettings):
             out[name] = [u.rstrip("/") for u in urls]
         return out
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("redis_url must start with redis:// or rediss:// (or be empty: no rate limits)")
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _check_origins(cls, value: list[str]) -> list[str]:

@@ -13,11 +13,9 @@ import math
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from tongban_gateway.config import Settings
 from tongban_gateway.metrics import GatewayMetrics
+from tongban_gateway.resp import Redis, ReplyError, Script, StoreError
 from tongban_gateway.routes import RateLimit, RouteEntry
 
 log = logging.getLogger(__name__)
@@ -73,13 +71,8 @@ class RateLimiter:
         self.prefix = settings.rate_limit_namespace
         self.redis: Redis | None = None
         if settings.redis_url:
-            self.redis = Redis.from_url(
-                settings.redis_url,
-                socket_timeout=settings.rate_limit_timeout_seconds,
-                socket_connect_timeout=settings.rate_limit_timeout_seconds,
-                health_check_interval=30,
-            )
-            self._script = self.redis.register_script(_TOKEN_BUCKET)
+            self.redis = Redis(settings.redis_url, timeout=settings.rate_limit_timeout_seconds)
+            self._script = Script(self.redis, _TOKEN_BUCKET)
         self._down_until = 0.0
         self._warned_at = -math.inf
         #: per route prefix: (policy, its key part, the RateLimit-Policy value per partition)
@@ -119,7 +112,7 @@ class RateLimiter:
                     limit.burst,
                 ],
             )
-        except (RedisError, OSError) as exc:
+        except (StoreError, ReplyError) as exc:
             self._down_until = time.monotonic() + STORE_BACKOFF_SECONDS
             if self.metrics is not None:
                 self.metrics.rate_limit_store_errors.inc()
@@ -154,8 +147,10 @@ class RateLimiter:
         if self.redis is None:
             return "ok"
         try:
-            await self.redis.ping()
-        except (RedisError, OSError) as exc:
+            reply = await self.redis.execute("PING")
+            if isinstance(reply, ReplyError):
+                raise reply
+        except (StoreError, ReplyError) as exc:
             mode = "serving without limits" if self.settings.rate_limit_fail_open else "refusing requests"
             return f"degraded: store unreachable ({type(exc).__name__}), {mode}"
         return "ok"
@@ -163,4 +158,4 @@ class RateLimiter:
     async def close(self) -> None:
         """Close the connection pool."""
         if self.redis is not None:
-            await self.redis.aclose()
+            await self.redis.close()
