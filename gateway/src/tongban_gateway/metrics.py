@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from tongban_kit.observe import LATENCY_BUCKETS, HttpMetrics
@@ -45,9 +47,25 @@ class GatewayMetrics(HttpMetrics):
             ["reason"],
             registry=self.registry,
         )
+        self._outcomes: dict[tuple[str, str], Any] = {}
+        self._upstream_times: dict[str, Any] = {}
         self.breaker_state = Gauge(
             "gateway_breaker_state",
             "Circuit breaker per upstream instance: 0 closed, 1 open, 2 half-open",
             ["upstream", "instance"],
             registry=self.registry,
         )
+
+    def upstream_outcome(self, upstream: str, outcome: str) -> None:
+        """Count one upstream request by outcome (label children cached for the hot path)."""
+        child = self._outcomes.get((upstream, outcome))
+        if child is None:
+            child = self._outcomes[(upstream, outcome)] = self.upstream_requests.labels(upstream, outcome)
+        child.inc()
+
+    def upstream_time(self, upstream: str, seconds: float) -> None:
+        """Record the time until an upstream's response head arrived."""
+        child = self._upstream_times.get(upstream)
+        if child is None:
+            child = self._upstream_times[upstream] = self.upstream_latency.labels(upstream)
+        child.observe(seconds)

@@ -367,7 +367,7 @@ class Proxy:
             if fields is not None:
                 fields["upstream_ms"] = round(upstream_time * 1000, 2)
             if self.metrics is not None:
-                self.metrics.upstream_latency.labels(route.upstream).observe(upstream_time)
+                self.metrics.upstream_time(route.upstream, upstream_time)
                 self._count(route.upstream, _STATUS_CLASS[status // 100])
             try:
                 return await self._relay(
@@ -480,7 +480,7 @@ class Proxy:
 
     def _count(self, upstream: str, outcome: str) -> None:
         if self.metrics is not None:
-            self.metrics.upstream_requests.labels(upstream, outcome).inc()
+            self.metrics.upstream_outcome(upstream, outcome)
 
     def _failure(self, scope: Scope, route: RouteEntry, exc: UpstreamError) -> Response:
         if isinstance(exc, TimeoutError):

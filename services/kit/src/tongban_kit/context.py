@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import random
 import re
-import secrets
 from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -13,6 +14,15 @@ TRACEPARENT_HEADER = "traceparent"
 
 _TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+#: request, trace and span ids must be unique, not secret (W3C Trace Context asks for randomness, not for a
+#: cryptographic generator): a PRNG seeded from the OS, reseeded in forked children, saves a system call per id
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
+def _hex(bits: int) -> str:
+    return f"{_ids.getrandbits(bits):0{bits // 4}x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +40,12 @@ class TraceContext:
 
     def child(self) -> TraceContext:
         """A new span in the same trace."""
-        return TraceContext(self.trace_id, secrets.token_hex(8), self.flags)
+        return TraceContext(self.trace_id, _hex(64), self.flags)
 
     @classmethod
     def new(cls) -> TraceContext:
         """Start a new trace."""
-        return cls(secrets.token_hex(16), secrets.token_hex(8))
+        return cls(_hex(128), _hex(64))
 
     @classmethod
     def parse(cls, value: str | None) -> TraceContext | None:
@@ -54,7 +64,7 @@ trace_var: ContextVar[TraceContext | None] = ContextVar("tongban_trace", default
 
 def new_request_id() -> str:
     """A fresh request id."""
-    return secrets.token_hex(12)
+    return _hex(96)
 
 
 def clean_request_id(value: str | None) -> str:

@@ -21,6 +21,9 @@ ACCESS_LOG_FIELDS = "tongban.access_log"
 #: scope key where an ASGI app that routes by itself (the gateway's proxy) puts the route label of its metrics
 ROUTE_TEMPLATE = "tongban.route"
 
+_RID = REQUEST_ID_HEADER.lower().encode()
+_TRACEPARENT = TRACEPARENT_HEADER.encode()
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -39,6 +42,21 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and record its latency (label children cached: `labels()` is slow on a hot path)."""
+        key = (method, route, status)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.requests.labels(method, route, str(status))
+        counter.inc()
+        timed = self._timed.get(key[:2])
+        if timed is None:
+            timed = self._timed[(method, route)] = self.latency.labels(method, route)
+        timed.observe(seconds)
 
     def render(self) -> Response:
         """The Prometheus text exposition."""
@@ -75,8 +93,11 @@ class ContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        rid, tc = bind_from_headers(raw)
+        wanted: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            if k in (_RID, _TRACEPARENT):
+                wanted[k.decode("latin-1")] = v.decode("latin-1")
+        rid, tc = bind_from_headers(wanted)
         start = time.perf_counter()
         status = 500
         extra = [
@@ -97,8 +118,7 @@ class ContextMiddleware:
             elapsed = time.perf_counter() - start
             route = _route_template(scope)
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            self.metrics.observe(method, route, status, elapsed)
             if scope["path"] not in self.quiet:
                 fields: dict[str, Any] = {
                     "method": method,
