@@ -422,12 +422,14 @@ def build_report(
         added_p99 = single[key].ms("p99") - direct.ms("p99")
         ratio = throughput[key]["per_second"] / base
         rss, peak = memory[key]
+        # the throughput target is set for token verification; the shared rate limit's cost is reported beside it
+        scored = key == "gateway"
         checks += [
             {
                 "what": f"{labels[key]}: share of direct throughput at c{args.connections}",
                 "value": round(ratio, 3),
-                "target": f">= {TARGET_RATIO}",
-                "pass": ratio >= TARGET_RATIO,
+                "target": f">= {TARGET_RATIO}" if scored else None,
+                "pass": ratio >= TARGET_RATIO if scored else None,
             },
             {
                 "what": f"{labels[key]}: p50 added at c1 (ms)",

@@ -7,9 +7,15 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from tongban_gateway.origins import RPC_WEB_ORIGINS, WebOriginsReply, WebOriginsRequest
+from tongban_kit.events import CloudEvent, publish_event
+from tongban_kit.nats import Bus
 from tongban_kit.problems import PROBLEM_JSON
+from tongban_kit.rpc import RpcServer
+from tongban_kit.testing.helpers import eventually
 
 from .conftest import ISSUER, PREFIX, Gateway, ThreadServer
+from .test_access import bearer
 from .test_proxy import assert_problem
 
 APP = "https://app.example.gov.cn"
@@ -94,3 +100,46 @@ async def test_security_headers_on_every_answer(edge: Gateway) -> None:
         docs = await c.get("/docs")  # a page with its own policy keeps it
         assert_security_headers(docs)
         assert "script-src 'sha256-" in docs.headers["content-security-policy"]
+
+
+async def test_registered_apps_origins_come_from_the_client_registry(
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer, auth_bus: Bus
+) -> None:
+    portal, later = "https://portal.example.gov.cn", "https://later.example.gov.cn:8443"
+    registered = [portal]
+
+    async def answer(_: WebOriginsRequest) -> WebOriginsReply:
+        return WebOriginsReply(origins=list(registered))
+
+    registry = RpcServer(auth_bus, "auth", "0.0.0")  # stands in for the auth service's client registry
+    registry.add(RPC_WEB_ORIGINS, answer)
+    await registry.start()
+    try:
+        gw = start_gateway({"org": [upstream.url]}, ROUTES, cors_refresh_seconds="3600")
+        async with httpx.AsyncClient(base_url=gw.url) as c:
+
+            async def preflight(origin: str) -> int:
+                headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+                return (await c.options(PREFIX + "/echo", headers=headers)).status_code
+
+            async def allowed(origin: str) -> bool | None:
+                return True if await preflight(origin) == 204 else None
+
+            # the gateway's first question may come while this test's loop was blocked starting it: it asks again
+            await eventually(lambda: allowed(portal), timeout=15, what="the registered app's origin allowed")
+            assert await preflight(later) == 403
+            ready = (await c.get("/readyz")).json()
+            assert ready["dependencies"]["cors_origins"] == "ok"
+            registered.append(later)  # a client was enabled again: its event makes the gateway ask again at once
+            event = CloudEvent(
+                source="/tongban/auth",
+                type="auth.client.enabled.v1",
+                subject="spa",
+                data={"client_id": "spa", "status": "active", "actor": "admin"},
+            )
+            await publish_event(auth_bus, event)
+            await eventually(lambda: allowed(later), what="the new app's origin allowed")
+            got = await c.get(PREFIX + "/echo", headers={"Origin": later, **bearer(ISSUER.mint(scope="org:read"))})
+            assert got.headers["access-control-allow-origin"] == later
+    finally:
+        await registry.stop()

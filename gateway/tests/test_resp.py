@@ -108,7 +108,7 @@ async def test_unreachable_and_silent_servers_are_store_errors() -> None:
         await Redis("redis://127.0.0.1:9/0", timeout=0.5).execute("PING")
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(5)
+        await reader.read()  # until the client hangs up
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

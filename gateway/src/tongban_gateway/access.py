@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
@@ -47,6 +48,8 @@ class AccessControl:
         self.bearer = BearerAuth(self.verifier)
         self.bus: Bus | None = None
         self._connecting: asyncio.Task[None] | None = None
+        #: called with the bus once NATS is connected (other parts of the gateway that follow the bus)
+        self.on_connect: list[Callable[[Bus], Awaitable[None]]] = []
 
     async def start(self) -> None:
         """Fetch the signing keys and follow revocations (replayed first, so a restart forgets none in force).
@@ -69,6 +72,8 @@ class AccessControl:
             except Exception as exc:  # NATS down: serve with the revocations known so far, keep trying
                 log.warning("NATS unreachable (%s); revocations follow once it is back", type(exc).__name__)
                 await asyncio.sleep(NATS_RETRY_SECONDS)
+        for hook in self.on_connect:
+            await hook(self.bus)
         await self.bearer.start(self.bus)
 
     async def close(self) -> None:

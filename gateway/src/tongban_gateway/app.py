@@ -17,12 +17,14 @@ from tongban_gateway.config import Settings
 from tongban_gateway.edge import EdgeMiddleware
 from tongban_gateway.metrics import GatewayMetrics
 from tongban_gateway.openapi import OpenApiAggregator, docs_page
+from tongban_gateway.origins import OriginDirectory
 from tongban_gateway.proxy import Proxy, ProxyDispatch
 from tongban_gateway.ratelimit import RateLimiter
 from tongban_gateway.routes import load_routes
 from tongban_gateway.upstreams import Upstreams
 from tongban_kit.observe import ContextMiddleware, metrics_endpoint
 from tongban_kit.problems import install_problem_handlers, problem_response
+from tongban_kit.startup import freeze_startup_objects
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None) -> Gateway:
     metrics = GatewayMetrics()
     upstreams = Upstreams(settings, metrics)
     access = AccessControl(settings, metrics)
+    origins = OriginDirectory(settings)
+    access.on_connect.append(origins.start)
     limiter = RateLimiter(settings, metrics)
     proxy = Proxy(upstreams, settings, access, limiter, metrics)
     aggregator = OpenApiAggregator(upstreams, table, settings)
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await upstreams.start()
         await access.start()
+        freeze_startup_objects()
         log.info(
             "gateway started",
             extra={"port": settings.port, "routes": len(table.entries), "upstreams": sorted(settings.upstreams)},
@@ -67,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         try:
             yield
         finally:
+            await origins.close()
             await access.close()
             await limiter.close()
             await upstreams.close()
@@ -76,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
 
     async def readyz(request: Request) -> Response:
         checks = await upstreams.readiness()
-        dependencies = {**access.readiness(), "rate_limits": await limiter.ping()}
+        dependencies = {**access.readiness(), "rate_limits": await limiter.ping(), "cors_origins": origins.readiness()}
         down = [k for k, v in (checks | dependencies).items() if v.startswith("unavailable")]
         if not down:
             return JSONResponse({"status": "ok", "checks": checks, "dependencies": dependencies})
@@ -109,8 +115,9 @@ def create_app(settings: Settings | None = None) -> Gateway:
     app.state.upstreams = upstreams
     app.state.access = access
     app.state.limiter = limiter
+    app.state.origins = origins
     # the kit's handlers only use add_exception_handler, which a plain Starlette app has too
     install_problem_handlers(app)
     own_paths = [r.path for r in routes if isinstance(r, Route)]
     dispatch = ProxyDispatch(table, proxy, app, own_paths)
-    return Gateway(ContextMiddleware(EdgeMiddleware(dispatch, settings), metrics=metrics), app)
+    return Gateway(ContextMiddleware(EdgeMiddleware(dispatch, settings, origins), metrics=metrics), app)

@@ -61,8 +61,10 @@ class Settings(ServiceSettings):
     rate_limit_timeout_seconds: float = Field(0.25, gt=0)
 
     # browsers
-    #: origins of the registered browser apps allowed by CORS (later from the client registry)
+    #: origins CORS allows besides the registered apps' (which come from the client registry over NATS)
     cors_origins: list[str] = Field(default_factory=list)
+    #: seconds between reloads of the registered apps' origins (client changes reload them at once)
+    cors_refresh_seconds: float = Field(300.0, gt=0)
     #: Strict-Transport-Security on every answer when `public_url` is https
     hsts_seconds: int = 31_536_000
 

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tongban_gateway.config import Settings
+from tongban_gateway.origins import OriginDirectory
 from tongban_kit.problems import problem_response
 
 #: methods a browser app may use cross-origin
@@ -21,13 +22,13 @@ _TOKEN_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+
 class EdgeMiddleware:
     """Answers CORS preflights for allowed origins, adds CORS and security headers the upstream did not set.
 
-    The allowed origins are the registered browser apps' origins, from settings for now (the client registry
-    will supply them later). Requests from other origins get no CORS headers, and their preflights a 403.
+    The allowed origins are the registered browser apps' (`OriginDirectory`). Requests from other origins get no
+    CORS headers, and their preflights a 403.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, origins: OriginDirectory) -> None:
         self.app = app
-        self.origins = frozenset(o.encode() for o in settings.cors_origins)
+        self.origins = origins
         security = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
@@ -54,7 +55,7 @@ class EdgeMiddleware:
                 preflight_method = v
             elif k == b"access-control-request-headers":
                 preflight_headers = v
-        allowed = origin is not None and origin.lower() in self.origins
+        allowed = origin is not None and self.origins.allows(origin)
         if scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None:
             await self._preflight(scope, receive, send, origin if allowed else None, preflight_headers)
             return
@@ -73,7 +74,7 @@ class EdgeMiddleware:
                         (b"access-control-allow-origin", origin),
                         (b"access-control-expose-headers", CORS_EXPOSE),
                     ]
-                if self.origins:
+                if self.origins.allowed:
                     headers.append((b"vary", b"Origin"))
                 message["headers"] = headers
             await send(message)

@@ -10,12 +10,14 @@ from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
 from tongban_auth import clients
+from tongban_auth.contract import RPC_WEB_ORIGINS, WebOriginsReply, WebOriginsRequest
 from tongban_auth.models import Client
 from tongban_auth.schemas import ClientCreate
 from tongban_auth.seed import DEMO_APP_SECRET, DEMO_REDIRECT_URI
 from tongban_kit.db import Database
 from tongban_kit.demo import demo_user_id
 from tongban_kit.problems import Problem
+from tongban_kit.rpc import RpcClient
 from tongban_kit.testing.recorder import EventRecorder
 
 from .conftest import mint_access_token
@@ -237,3 +239,27 @@ async def test_demo_clients_are_seeded(client: httpx.AsyncClient, auth_db: Datab
     spa = (await client.get(f"{CLIENTS}/demo-spa", headers=ADMIN)).json()
     assert spa["client_type"] == "public" and spa["require_pkce"] and not spa["has_secret"]
     assert spa["redirect_uris"] == [DEMO_REDIRECT_URI]
+
+
+def test_web_origin_of_redirect_uris() -> None:
+    assert clients.web_origin("https://App.Example.gov.cn/cb?x=1") == "https://app.example.gov.cn"
+    assert clients.web_origin("https://app.example.gov.cn:443/cb") == "https://app.example.gov.cn"
+    assert clients.web_origin("http://127.0.0.1:5173/callback") == "http://127.0.0.1:5173"
+    assert clients.web_origin("http://[::1]:8080/cb") == "http://[::1]:8080"
+    assert clients.web_origin("cn.gov.zj.app:/oauth2redirect") is None  # a native app's private scheme
+    assert clients.web_origin("https://bad:port/x") is None
+
+
+async def test_the_registry_answers_the_web_origins_of_active_clients_over_rpc(
+    client: httpx.AsyncClient, auth_app: FastAPI
+) -> None:
+    body = app_body(redirect_uris=["https://spa.example.gov.cn:8443/cb", "https://spa.example.gov.cn:8443/silent"])
+    made = (await client.post(CLIENTS, json=body, headers=ADMIN)).json()
+    rpc = RpcClient(auth_app.state.runtime.bus)
+    reply = await rpc.call(RPC_WEB_ORIGINS, WebOriginsRequest(), WebOriginsReply)
+    assert "https://spa.example.gov.cn:8443" in reply.origins
+    assert reply.origins == sorted(set(reply.origins))
+    r = await client.post(f"{CLIENTS}/{made['client_id']}/disable", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    reply = await rpc.call(RPC_WEB_ORIGINS, WebOriginsRequest(), WebOriginsReply)
+    assert "https://spa.example.gov.cn:8443" not in reply.origins

@@ -208,6 +208,31 @@ async def get(s: AsyncSession, client_id: str, *, lock: bool = False) -> Client:
     return client
 
 
+def web_origin(uri: str) -> str | None:
+    """`scheme://host[:port]` of an http(s) URI (default port left out), lower-case; None for other schemes."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+async def web_origins(s: AsyncSession) -> list[str]:
+    """The origins of the active clients' redirect URIs: the browser apps that may call the APIs cross-origin."""
+    rows = await s.exec(select(Client.redirect_uris).where(Client.status == ClientStatus.active))
+    found = {origin for uris in rows.all() for uri in uris or () if (origin := web_origin(uri)) is not None}
+    return sorted(found)
+
+
 async def search(
     s: AsyncSession, *, limit: int, cursor: str | None, status: ClientStatus | None, owner_unit_id: str | None
 ) -> Page[ClientPublic]:

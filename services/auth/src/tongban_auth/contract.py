@@ -1,4 +1,4 @@
-"""What the authentication service declares on the bus: its stream and events."""
+"""What the authentication service declares on the bus: its stream, events, RPC endpoints and consumers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tongban_kit.app import ServiceContract
 from tongban_kit.consumer import ConsumerSpec
 from tongban_kit.events import EventSpec
 from tongban_kit.nats import StreamSpec
+from tongban_kit.rpc import RpcSpec
 
 VERSION = "0.1.0"
 
@@ -136,6 +137,25 @@ TOKEN_REVOKED = EventSpec(
 )
 SESSION_ENDED = EventSpec("auth.session.ended.v1", SessionEnded, "A single sign-on session ended.")
 
+
+class WebOriginsRequest(BaseModel):
+    """Request of auth.rpc.clients.origins (no parameters)."""
+
+
+class WebOriginsReply(BaseModel):
+    """The browser origins of the active clients: scheme://host[:port] of their http(s) redirect URIs."""
+
+    origins: list[str] = Field(description="sorted, lower-case, without default ports")
+
+
+RPC_WEB_ORIGINS = RpcSpec(
+    "clients-origins",
+    "auth.rpc.clients.origins",
+    WebOriginsRequest,
+    WebOriginsReply,
+    "The web origins of the active clients (the gateway's CORS allow-list).",
+)
+
 CONTRACT = ServiceContract(
     name="auth",
     version=VERSION,
@@ -154,6 +174,7 @@ CONTRACT = ServiceContract(
         TOKEN_REVOKED,
         SESSION_ENDED,
     ),
+    rpcs=(RPC_WEB_ORIGINS,),
     consumers=(
         ConsumerSpec(
             "auth-backchannel-logout",

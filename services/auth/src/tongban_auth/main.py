@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 
+from tongban_auth import clients as client_registry
 from tongban_auth import credentials, interaction, keys, logout, otp
 from tongban_auth.api.routes import clients, discovery, oauth, registration, signin
 from tongban_auth.config import Settings
-from tongban_auth.contract import CONTRACT
+from tongban_auth.contract import CONTRACT, RPC_WEB_ORIGINS, WebOriginsReply, WebOriginsRequest
 from tongban_auth.tokens import Signer
 from tongban_auth.web import Pages
 from tongban_kit.app import Runtime, create_service_app
@@ -41,6 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def stop(rt: Runtime) -> None:
         await oauth.uninstall(app)
 
+    def rpc_handlers(rt: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+        async def web_origins(_: WebOriginsRequest) -> WebOriginsReply:
+            async with rt.db.read_session() as s:
+                return WebOriginsReply(origins=await client_registry.web_origins(s))
+
+        return {RPC_WEB_ORIGINS.name: web_origins}
+
     app = create_service_app(
         settings,
         CONTRACT,
@@ -50,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         on_startup=start,
         on_shutdown=stop,
+        rpc_handlers=rpc_handlers,
         consumer_handlers=lambda rt: {
             "auth-backchannel-logout": logout.consumer_handler(app.state.signer, settings),
         },

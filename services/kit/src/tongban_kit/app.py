@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from tongban_kit.outbox import OutboxRelay
 from tongban_kit.problems import ProblemDetail, install_problem_handlers, problem_response
 from tongban_kit.rpc import RpcClient, RpcServer, RpcSpec
 from tongban_kit.settings import ServiceSettings
+from tongban_kit.startup import freeze_startup_objects
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,7 @@ def create_service_app(
         await runtime.start(rpc_handlers, consumer_handlers)
         if on_startup is not None:
             await on_startup(runtime)
-        # start-up objects (modules, models, schemas) never die: keep them out of every later full collection,
-        # whose pauses would otherwise set the latency tail
-        gc.collect()
-        gc.freeze()
+        freeze_startup_objects()
         log.info("service started", extra={"port": settings.port})
         try:
             yield
