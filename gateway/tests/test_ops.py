@@ -9,6 +9,7 @@ import httpx
 
 from tongban_gateway.app import create_app
 from tongban_gateway.config import Settings
+from tongban_kit.natsserver import free_port
 from tongban_kit.problems import PROBLEM_JSON
 
 from .conftest import ISSUER, PREFIX, Gateway, ThreadServer
@@ -102,3 +103,19 @@ async def test_unexpected_errors_answer_problem_json() -> None:
         resp = await c.get("/.well-known/openid-configuration")  # a public route: no token check first
     assert resp.status_code == 500 and resp.headers["content-type"] == PROBLEM_JSON
     assert "request id" in resp.json()["detail"]
+
+
+async def test_a_management_port_keeps_metrics_off_the_public_port(
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer
+) -> None:
+    port = free_port()
+    gw = start_gateway({"org": [upstream.url]}, management_port=str(port))
+    async with httpx.AsyncClient() as c:
+        hidden = await c.get(gw.url + "/metrics")
+        assert hidden.status_code == 404 and hidden.headers["content-type"] == PROBLEM_JSON
+        assert (await c.get(gw.url + "/healthz")).status_code == 200  # load balancers may still probe here
+        ops = f"http://127.0.0.1:{port}"
+        metrics = await c.get(ops + "/metrics")
+        assert metrics.status_code == 200 and "http_requests_total" in metrics.text
+        assert (await c.get(ops + "/readyz")).status_code == 200
+        assert (await c.get(ops + PREFIX + "/echo")).status_code == 404  # no API on the management port

@@ -421,22 +421,25 @@ def test_app_commands_name_real_packages(compose: dict[str, Any]) -> None:
 def test_ports_health_urls_and_upstreams_agree(compose: dict[str, Any]) -> None:
     services = compose["services"]
     ports: dict[str, int] = {}
+    ops_ports: dict[str, int] = {}
     for name, svc in app_services(compose).items():
         for fields in tongban_env(svc).values():
             if "port" in fields:
                 ports[name] = int(fields["port"])
+                ops_ports[name] = int(fields.get("management_port") or fields["port"])
                 assert fields.get("host") == "0.0.0.0", f"{name}: must listen on 0.0.0.0 in a container"
         test = healthcheck_of(svc)
         if test:
             urls = re.findall(r"http://[^'\"\s]+", " ".join(test))
             assert urls, f"{name}: health check calls no URL"
             parts = urlsplit(urls[0])
-            assert parts.port == ports[name], f"{name}: health check port {parts.port} != {ports[name]}"
+            assert parts.port == ops_ports[name], f"{name}: health check port {parts.port} != {ops_ports[name]}"
             assert parts.path == "/readyz", f"{name}: health check should call /readyz"
 
     assert ports["gateway"] == 8000 and ports["org"] == 8101
     published = [str(p) for p in services["gateway"].get("ports") or []]
     assert "8000:8000" in published, published
+    assert ops_ports["gateway"] != 8000 and not any(str(ops_ports["gateway"]) in p for p in published)
     for name, svc in app_services(compose).items():
         if name != "gateway":
             assert not svc.get("ports"), f"{name}: only the gateway is published"

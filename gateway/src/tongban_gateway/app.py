@@ -34,13 +34,23 @@ class Gateway:
     for the route table's rows (raw ASGI, the hot path) and a Starlette app for the rest (ops routes, lifespan,
     problem+json 404s). `state` is the Starlette app's, where tests and ops code find the parts."""
 
-    def __init__(self, asgi: ASGIApp, ops: Starlette) -> None:
+    def __init__(self, asgi: ASGIApp, ops: Starlette, management: ASGIApp | None = None, port: int | None = None):
         self.asgi = asgi
         self.ops = ops
         self.state = ops.state
+        self.management = management
+        self.management_port = port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.management is not None and scope["type"] == "http" and _local_port(scope) == self.management_port:
+            await self.management(scope, receive, send)
+            return
         await self.asgi(scope, receive, send)
+
+
+def _local_port(scope: Scope) -> int | None:
+    server = scope.get("server")
+    return server[1] if server else None
 
 
 def create_app(settings: Settings | None = None) -> Gateway:
@@ -101,13 +111,21 @@ def create_app(settings: Settings | None = None) -> Gateway:
     async def docs(request: Request) -> Response:
         return docs_page()
 
+    health = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    metrics_route = Route("/metrics", metrics_endpoint, methods=["GET"])
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *health,
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
     ]
+    management: ASGIApp | None = None
+    if settings.management_port is None:
+        routes.append(metrics_route)
+    else:
+        ops_only = Starlette(routes=[*health, metrics_route])
+        ops_only.state.metrics = metrics
+        install_problem_handlers(ops_only)
+        management = ContextMiddleware(ops_only, metrics=metrics)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
@@ -120,4 +138,5 @@ def create_app(settings: Settings | None = None) -> Gateway:
     install_problem_handlers(app)
     own_paths = [r.path for r in routes if isinstance(r, Route)]
     dispatch = ProxyDispatch(table, proxy, app, own_paths)
-    return Gateway(ContextMiddleware(EdgeMiddleware(dispatch, settings, origins), metrics=metrics), app)
+    public = ContextMiddleware(EdgeMiddleware(dispatch, settings, origins), metrics=metrics)
+    return Gateway(public, app, management, settings.management_port)

@@ -18,6 +18,9 @@ class Settings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    #: a second port for ops only (metrics, health, readiness), not published; unset: all on `port`.
+    #: When set, /metrics is answered only there (it names routes, upstreams and refusal counts)
+    management_port: int | None = Field(None, ge=1, le=65535)
     #: service name → base URLs of its instances (round-robin); env as JSON
     upstreams: dict[str, list[str]] = Field(
         default_factory=lambda: {
