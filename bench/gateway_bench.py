@@ -178,6 +178,7 @@ def gateway_env(
         "TONGBAN_GATEWAY_OIDC_ISSUER": issuer.issuer.issuer,
         "TONGBAN_GATEWAY_OIDC_JWKS_URL": issuer.jwks_url,
         "TONGBAN_GATEWAY_REDIS_URL": redis_url,
+        "TONGBAN_GATEWAY_RATE_LIMITS": "true" if redis_url else "false",
         "TONGBAN_GATEWAY_RATE_LIMIT_NAMESPACE": f"bench:{namespace}",
         # as deployed: a JSON access-log line per request (to the runner's log file)
         "TONGBAN_GATEWAY_LOG_LEVEL": "INFO",

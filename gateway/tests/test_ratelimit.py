@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import httpx
 
+from tongban_gateway.ratelimit import LocalBuckets
 from tongban_kit.testing.helpers import eventually
 
 from .conftest import ISSUER, PREFIX, Gateway, ThreadServer
@@ -103,3 +104,33 @@ async def test_store_down_can_fail_closed(
         resp = await c.get(PREFIX + "/echo")
         assert_problem(resp, 503, "rate-limit-unavailable")
         assert resp.headers["retry-after"] == "2"
+
+
+def test_local_buckets_refill_at_their_rate_and_forget_full_ones() -> None:
+    now = [100.0]
+    buckets = LocalBuckets(clock=lambda: now[0])
+    assert [buckets.take("k", 0.5, 2)[0] for _ in range(3)] == [True, True, False]
+    now[0] += 2.0  # one token back
+    assert buckets.take("k", 0.5, 2) == (True, 0.0)
+    assert buckets.take("other", 0.5, 2)[0] is True  # buckets are per key
+    now[0] += 10.0
+    buckets.prune()
+    assert buckets.buckets == {}
+
+
+async def test_without_redis_a_single_gateway_limits_in_its_own_process(
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer
+) -> None:
+    gw = start_gateway({"org": [upstream.url]}, ROUTES, redis_url="")
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as c:
+        seen = [remaining(await c.get(PREFIX + "/echo")) for _ in range(4)]
+        assert seen == [("ip", 3), ("ip", 2), ("ip", 1), ("ip", 0)]
+        assert_problem(await c.get(PREFIX + "/echo"), 429, "rate-limited")
+        assert (await c.get("/readyz")).json()["dependencies"]["rate_limits"] == "ok"
+
+
+async def test_rate_limits_can_be_switched_off(start_gateway: Callable[..., Gateway], upstream: ThreadServer) -> None:
+    gw = start_gateway({"org": [upstream.url]}, ROUTES, rate_limits="false")
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as c:
+        statuses = [(await c.get(PREFIX + "/echo")).status_code for _ in range(6)]
+    assert statuses == [200] * 6

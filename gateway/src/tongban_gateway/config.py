@@ -51,7 +51,9 @@ class Settings(ServiceSettings):
     breaker_open_seconds: float = Field(5.0, gt=0)
 
     # rate limits, shared by every gateway replica through Redis
-    #: Redis holding the buckets; empty: no rate limits
+    #: False: no rate limits at all
+    rate_limits: bool = True
+    #: Redis holding the buckets; empty: buckets in this process (right for a single gateway only)
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: key prefix in Redis (isolates deployments or test runs sharing one Redis)
     rate_limit_namespace: str = "tongban:gateway"
@@ -102,7 +104,7 @@ class Settings(ServiceSettings):
     @classmethod
     def _check_redis(cls, value: str) -> str:
         if value and not value.startswith(("redis://", "rediss://")):
-            raise ValueError("redis_url must start with redis:// or rediss:// (or be empty: no rate limits)")
+            raise ValueError("redis_url must start with redis:// or rediss:// (or be empty: buckets in the process)")
         return value
 
     @field_validator("cors_origins")

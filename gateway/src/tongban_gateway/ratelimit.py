@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tongban_gateway.config import Settings
@@ -61,8 +62,45 @@ class Decision:
     store_down: bool = False
 
 
+class LocalBuckets:
+    """Token buckets in this process: exact for a single gateway (`make run`); with several replicas each would
+    count on its own, which is why deployments share buckets in Redis."""
+
+    #: buckets kept before full ones are dropped (a full bucket is the same as no bucket)
+    MAX_BUCKETS = 100_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        #: key → [tokens, last update, rate, burst]
+        self.buckets: dict[str, list[float]] = {}
+
+    def take(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
+        """Take one token if there is one; (allowed, tokens left)."""
+        now = self.clock()
+        bucket = self.buckets.get(key)
+        tokens = float(burst) if bucket is None else min(burst, bucket[0] + (now - bucket[1]) * rate)
+        allowed = tokens >= 1
+        if allowed:
+            tokens -= 1
+        if bucket is None:
+            if len(self.buckets) >= self.MAX_BUCKETS:
+                self.prune()
+            self.buckets[key] = [tokens, now, rate, burst]
+        else:
+            bucket[0], bucket[1] = tokens, now
+        return allowed, tokens
+
+    def prune(self) -> None:
+        """Drop the buckets that have refilled (they would start full anyway)."""
+        now = self.clock()
+        full = [k for k, (t, at, rate, burst) in self.buckets.items() if t + (now - at) * rate >= burst]
+        for k in full:
+            del self.buckets[k]
+
+
 class RateLimiter:
-    """Checks requests against their route's bucket in Redis; fails open (or closed) when Redis is down."""
+    """Checks requests against their route's bucket: in Redis (shared by every replica; fails open or closed when
+    Redis is down), or in this process when no Redis is configured."""
 
     def __init__(self, settings: Settings, metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
@@ -70,6 +108,7 @@ class RateLimiter:
         self.default = RateLimit(per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
         self.prefix = settings.rate_limit_namespace
         self.redis: Redis | None = None
+        self.local = LocalBuckets()
         if settings.redis_url:
             self.redis = Redis(settings.redis_url, timeout=settings.rate_limit_timeout_seconds)
             self._script = Script(self.redis, _TOKEN_BUCKET)
@@ -80,8 +119,8 @@ class RateLimiter:
 
     @property
     def enabled(self) -> bool:
-        """True when a store is configured."""
-        return self.redis is not None
+        """True when requests are limited at all."""
+        return self.settings.rate_limits
 
     def _policy(self, route: RouteEntry) -> tuple[RateLimit, str, dict[str, bytes]]:
         found = self._policies.get(route.prefix)
@@ -98,20 +137,18 @@ class RateLimiter:
 
         Callers with a verified token share a bucket per client id; anonymous ones one per IP address.
         """
-        if self.redis is None:
+        if not self.settings.rate_limits:
             return None
         limit, scope, policies = self._policy(route)
         partition, who = ("client", client_id) if client_id else ("ip", ip)
+        key = f"{self.prefix}:{scope}:{partition}:{who}"
+        if self.redis is None:
+            allowed, tokens = self.local.take(key, limit.per_second, limit.burst)
+            return self._decide(route, limit, policies, partition, allowed, tokens)
         if time.monotonic() < self._down_until:
             return self._store_down(partition)
         try:
-            allowed, left = await self._script(
-                keys=[f"{self.prefix}:{scope}:{partition}:{who}"],
-                args=[
-                    limit.per_second,
-                    limit.burst,
-                ],
-            )
+            allowed, left = await self._script(keys=[key], args=[limit.per_second, limit.burst])
         except (StoreError, ReplyError) as exc:
             self._down_until = time.monotonic() + STORE_BACKOFF_SECONDS
             if self.metrics is not None:
@@ -122,7 +159,17 @@ class RateLimiter:
                 mode = "serving without limits" if self.settings.rate_limit_fail_open else "refusing requests"
                 log.warning("rate-limit store unreachable (%s); %s", type(exc).__name__, mode)
             return self._store_down(partition)
-        tokens = float(left)
+        return self._decide(route, limit, policies, partition, bool(allowed), float(left))
+
+    def _decide(
+        self,
+        route: RouteEntry,
+        limit: RateLimit,
+        policies: dict[str, bytes],
+        partition: str,
+        allowed: bool,
+        tokens: float,
+    ) -> Decision:
         remaining = math.floor(tokens)
         if allowed:
             reset = math.ceil((limit.burst - tokens) / limit.per_second) if remaining < limit.burst else 0

@@ -125,7 +125,9 @@ class DevStack:
             proc = self.spawn(name, [*py, "serve"], env)
             ready.append((name, proc, f"http://127.0.0.1:{port}/readyz"))
             upstreams[name] = [f"http://127.0.0.1:{port}"]
-        genv = self.env_for("TONGBAN_GATEWAY_", self.gateway_port, {"TONGBAN_GATEWAY_UPSTREAMS": json.dumps(upstreams)})
+        # one gateway process: its rate-limit buckets live in the process (no Redis needed on a fresh machine)
+        gateway_settings = {"TONGBAN_GATEWAY_UPSTREAMS": json.dumps(upstreams), "TONGBAN_GATEWAY_REDIS_URL": ""}
+        genv = self.env_for("TONGBAN_GATEWAY_", self.gateway_port, gateway_settings)
         gw = self.spawn("gateway", [sys.executable, "-m", "tongban_gateway"], genv)
         ready.append(("gateway", gw, f"http://127.0.0.1:{self.gateway_port}/healthz"))
         for _name, proc, url in ready:
