@@ -44,9 +44,12 @@ contracts: venv ## regenerate contracts/ from the code
 contracts-check: venv
 	$(BIN)/python -m tongban_kit.contracts check
 
-bench: venv ## run the benchmarks (needs PostgreSQL and NATS; see bench/README.md)
+bench: venv ## run the benchmarks (needs PostgreSQL, NATS, wrk; see bench/README.md)
+	$(BIN)/python bench/jwt_bench.py
 	$(BIN)/python bench/org_bench.py
 	$(BIN)/python bench/user_bench.py
+	$(BIN)/python bench/auth_bench.py
+	$(BIN)/python bench/gateway_bench.py
 
 constraints: venv ## re-pin every installed package
 	{ echo "# Pinned versions of every dependency (name==version only). Regenerate with: make constraints"; \
