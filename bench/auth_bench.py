@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from urllib.parse import urlencode
 import asyncpg
 import orjson
 from org_bench import DEFAULT_NATS, Service, machine_info, percentile, run_async, with_database
-from wrk import LoadResult, WrkRequest, run_wrk, wrk_version
+from wrk import LoadResult, WrkRequest, require_wrk, run_wrk, wrk_version
 
 from tongban_kit.natsserver import free_port
 
@@ -398,8 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 0 when every target is met."""
     args = parse_args(argv)
     logging.getLogger("tongban_kit.nats").setLevel(logging.ERROR)
-    if shutil.which("wrk") is None:
-        print("wrk is needed (Debian: apt-get install wrk)", file=sys.stderr)
+    if not require_wrk():
         return 2
     suffix = secrets.token_hex(4)
     db_name = f"tongban_bench_auth_{suffix}"

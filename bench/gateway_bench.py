@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from org_bench import DEFAULT_NATS, BenchIssuer, Service, ensure_auth_stream, host_info, run_async
-from wrk import LoadResult, WrkRequest, run_wrk, wrk_version
+from org_bench import DEFAULT_NATS, BenchIssuer, Service, ensure_auth_stream, host_info, run_async, stop_process
+from wrk import LoadResult, WrkRequest, require_wrk, run_wrk, wrk_version
 
 from tongban_kit.natsserver import free_port
 
@@ -131,14 +131,8 @@ http {{
         wait_port(self.port, self.proc)
 
     def stop(self) -> None:
-        """Stop nginx and remove its directory."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """Stop nginx (SIGQUIT: graceful) and remove its directory."""
+        stop_process(self.proc, signal.SIGQUIT, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -293,8 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 0 when every target is met."""
     args = parse_args(argv)
     logging.getLogger("tongban_kit.nats").setLevel(logging.ERROR)
-    if shutil.which("wrk") is None:
-        print("wrk is needed (Debian: apt-get install wrk)", file=sys.stderr)
+    if not require_wrk():
         return 2
     use_nginx = not args.no_nginx and shutil.which("nginx") is not None
     use_redis = redis_answers(args.redis)

@@ -482,6 +482,17 @@ async def ensure_auth_stream(nats_url: str, namespace: str) -> None:
         await bus.close()
 
 
+def stop_process(proc: subprocess.Popen[Any], sig: int, wait: float) -> None:
+    """Send `sig`, then SIGKILL when the process has not exited after `wait` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Service:
     """A Tongban service as a child process (`python -m tongban_<name> serve`)."""
 
@@ -549,13 +560,7 @@ class Service:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 15 s; removes the log file."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, 15)
         self.log.close()
         with contextlib.suppress(OSError):
             os.unlink(self.log.name)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -165,6 +167,14 @@ def run_wrk(
             flush=True,
         )
     return result
+
+
+def require_wrk() -> bool:
+    """True when wrk is installed; else says how to get it."""
+    if shutil.which("wrk") is None:
+        print("wrk is needed (Debian: apt-get install wrk)", file=sys.stderr)
+        return False
+    return True
 
 
 def wrk_version() -> str | None:
