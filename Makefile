@@ -8,7 +8,7 @@ SRC    := services/kit/src services/org/src services/user/src services/auth/src 
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test venv lint format typecheck pytest contracts contracts-check bench clean constraints
+.PHONY: run test browser venv lint format typecheck pytest contracts contracts-check bench clean constraints
 
 run: venv ## start NATS, every service and the gateway with demo data; Ctrl-C stops
 	$(BIN)/tongban-dev
@@ -22,6 +22,12 @@ $(STAMP): constraints.txt requirements-dev.txt services/kit/pyproject.toml servi
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# the browser tests drive Debian's chromium headless; CI installs it when missing (root, or sudo without a password)
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x "$${TONGBAN_CHROMIUM:-/usr/bin/chromium}" || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null; \
+	  else sudo -n apt-get install -y -q chromium >/dev/null; fi; }
 
 lint: venv
 	$(BIN)/ruff check services gateway tests bench
