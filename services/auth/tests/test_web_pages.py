@@ -100,6 +100,15 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
         {"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": OTPAUTH, "action": "/oauth2/account/totp"}
         | {"qr_svg": qr_svg(OTPAUTH), "error": "totp.error.invalid"},
     ),
+    "totp-replace": (
+        "totp_setup.html",
+        {
+            "replace": True,
+            "action": "/oauth2/account/totp",
+            "error": "mfa.error.invalid",
+            "back_url": "/oauth2/account",
+        },
+    ),
     "totp-done": (
         "totp_setup.html",
         {"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": OTPAUTH, "action": "/oauth2/account/totp"}

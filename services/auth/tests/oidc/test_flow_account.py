@@ -121,7 +121,7 @@ async def test_totp_enrolment_then_sign_in_with_totp_and_a_recovery_code(stack: 
         assert isinstance(page, Page) and page.status == 200
         codes = re.findall(r"<li><code>([^<]+)</code></li>", page.text)
         assert len(codes) == totp.RECOVERY_COUNT and secret not in page.text
-        # shown once: asking again leads back to the account page, which says TOTP is on
+        # shown once: asking again asks for a code of the app now set up (to replace it), and shows nothing
         page = await b.submit(await account(stack, b), "/oauth2/account/totp")
         assert isinstance(page, Page) and not re.findall(r"<li><code>", page.text) and "otpauth://" not in page.text
 
@@ -153,3 +153,52 @@ async def test_totp_enrolment_then_sign_in_with_totp_and_a_recovery_code(stack: 
                 assert claims["acr"] == stack.settings.acr_mfa
             else:
                 assert isinstance(page, Page) and page.status == 401 and page.alerts
+
+
+async def test_replacing_the_authenticator_takes_a_code_of_the_current_one(stack: Stack, rp: RelyingParty) -> None:
+    user = "demo-citizen3"
+    client, b = browser(rp)
+    async with client:
+        page = await login(b, await b.open(f"{stack.issuer}/oauth2/account"), user)
+        page = await b.submit(page, "/oauth2/account/totp")
+        assert isinstance(page, Page)
+        old_secret = otpauth_secret(page)
+        page = await b.submit(page, "/oauth2/account/totp", {"code": code_at(old_secret)})
+        assert isinstance(page, Page)
+        old_codes = re.findall(r"<li><code>([^<]+)</code></li>", page.text)
+
+        # the session alone is not enough: the current app's code (or a recovery code) is asked for
+        page = await b.submit(await account(stack, b), "/oauth2/account/totp")
+        assert isinstance(page, Page) and page.status == 200 and "current_code" in page.text
+        assert "otpauth://" not in page.text
+        wrong = await b.submit(page, "/oauth2/account/totp", {"current_code": "000000"})
+        assert isinstance(wrong, Page) and wrong.status == 401 and wrong.alerts and "otpauth://" not in wrong.text
+        page = await b.submit(wrong, "/oauth2/account/totp", {"current_code": old_codes[0]})
+        assert isinstance(page, Page) and page.status == 200
+        new_secret = otpauth_secret(page)
+        assert new_secret != old_secret
+        page = await b.submit(page, "/oauth2/account/totp", {"code": code_at(new_secret)})
+        assert isinstance(page, Page)
+        new_codes = re.findall(r"<li><code>([^<]+)</code></li>", page.text)
+        assert len(new_codes) == totp.RECOVERY_COUNT and not set(new_codes) & set(old_codes)
+
+    # the old app's codes and recovery codes are gone; the new app signs in
+    client, b = browser(rp)
+    async with client:
+        app = App(stack, rp)
+        page = await login(b, await b.open(app.url()), user)
+        assert isinstance(page, Page) and page.form("/oauth2/mfa").fields.get("method") == "totp"
+        old = await b.submit(page, "/oauth2/mfa", {"op": "verify", "method": "totp", "code": code_at(old_secret, 1)})
+        if code_at(old_secret, 1) != code_at(new_secret, 1):
+            assert isinstance(old, Page) and old.status == 401
+        page = await b.submit(page, "/oauth2/mfa", {"op": "switch", "method": "recovery"})
+        assert isinstance(page, Page)
+        gone = await b.submit(page, "/oauth2/mfa", {"op": "verify", "method": "recovery", "code": old_codes[1]})
+        assert isinstance(gone, Page) and gone.status == 401
+        page = await b.submit(gone, "/oauth2/mfa", {"op": "switch", "method": "totp"})
+        assert isinstance(page, Page)
+        page = await b.submit(page, "/oauth2/mfa", {"op": "verify", "method": "totp", "code": code_at(new_secret, 1)})
+        if isinstance(page, Page) and has_form(page, "/oauth2/consent"):
+            page = await b.submit(page, "/oauth2/consent", button=("decision", "approve"))
+        claims = await id_claims(stack, (await app.redeem(page))["id_token"])
+        assert claims["acr"] == stack.settings.acr_mfa

@@ -203,3 +203,27 @@ async def test_tampered_expired_or_missing_state_gives_an_error_page(stack: Stac
             assert r.status_code < 500, (body[:20], r.status_code)
         r = await client.get(f"{stack.issuer}/oauth2/authorize?{urlencode({'client_id': 'x' * 3000})}")
         assert r.status_code == 400
+
+
+async def test_mfa_asked_of_a_person_without_a_second_factor_is_reported_to_the_app(
+    stack: Stack, rp: RelyingParty
+) -> None:
+    deliverer = stack.auth.state.otp_deliverer
+    stack.auth.state.otp_deliverer = None  # no SMS or email channel: this person has no usable second factor
+    try:
+        client, b = browser(rp)
+        async with client:
+            app = App(stack, rp)
+            page = await b.open(app.url(acr_values=stack.settings.acr_mfa))
+            q = app.callback(await login(b, page, "demo-citizen"))
+            assert q["error"] == "unmet_authentication_requirements", q
+            assert "account page" in q["error_description"] and q["state"] == app.state
+            # the password sign-in stands (so the account page can set up an authenticator at once) ...
+            account = await b.open(f"{stack.issuer}/oauth2/account")
+            assert isinstance(account, Page) and has_form(account, "/oauth2/account/totp")
+            # ... and a later step-up from that session gets the same answer, not a page it cannot pass
+            app = App(stack, rp)
+            q = app.callback(await b.open(app.url(acr_values=stack.settings.acr_mfa)))
+            assert q["error"] == "unmet_authentication_requirements", q
+    finally:
+        stack.auth.state.otp_deliverer = deliverer

@@ -58,8 +58,16 @@ TEMPLATES: dict[str, tuple[frozenset[str], dict[str, Any]]] = {
     ),
     "account.html": (frozenset({"user_name", "sessions", "consents", "totp_enabled", "csrf", "actions"}), {}),
     "totp_setup.html": (
-        frozenset({"secret", "otpauth_uri", "action", "csrf"}),
-        {"qr_svg": None, "error": None, "recovery_codes": None, "back_url": None},
+        frozenset({"action", "csrf"}),
+        {
+            "secret": "",
+            "otpauth_uri": "otpauth://totp/",
+            "qr_svg": None,
+            "error": None,
+            "recovery_codes": None,
+            "back_url": None,
+            "replace": False,
+        },
     ),
 }
 _NETLOC = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)

@@ -160,7 +160,14 @@ class Flow:
             return self.finish(page, ctx["retry_after"])
         if step.page == "mfa":
             ctx["error"] = error
-            methods = it.mfa_methods or ["sms"]
+            if not it.mfa_methods:
+                current = await self.session()
+                user_id = it.pending_user or (current.user_id if current else None)
+                if user_id is not None:
+                    it.mfa_methods = await factors.methods(factors.bound(self.request.app.state), user_id)
+            if not it.mfa_methods:
+                return self.no_second_factor(it)
+            methods = it.mfa_methods
             ctx.update(
                 action=issuer_path(self.settings, "/oauth2/mfa"),
                 methods=methods,
@@ -185,6 +192,15 @@ class Flow:
         )
         return self.finish(self.pages.render(self.request, "consent.html", status=status, **ctx, **extra))
 
+    def no_second_factor(self, it: Interaction) -> Response:
+        """The app asked for a second factor the person has none of (no authenticator app, no reachable phone or
+        email): tell the app (`unmet_authentication_requirements`, OpenID Connect Core 1.0 errata set 2 §3.1.2.6);
+        the person can set one up on the account page and try again."""
+        if it.request is None:
+            return error_page(self.request, 400, "invalid_request", NO_SECOND_FACTOR)
+        err = RedirectError("unmet_authentication_requirements", NO_SECOND_FACTOR, it.request)
+        return self.finish(see_other(authorize.error_redirect(err, self.settings.issuer)))
+
     async def advance(self, it: Interaction) -> Response:
         """Take the next step for an interaction and answer with its page or redirect."""
         try:
@@ -200,6 +216,9 @@ class Flow:
         if isinstance(step, flow.Done):
             return self.finish(see_other(step.location))
         return await self.render_step(step)
+
+
+NO_SECOND_FACTOR = "a second factor is required and none is set up for this account; set one up on the account page"
 
 
 def oauth_error(status: int, error: str, description: str) -> JSONResponse:

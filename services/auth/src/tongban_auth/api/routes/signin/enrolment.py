@@ -34,7 +34,18 @@ async def totp_setup(request: Request, s: SessionDep, settings: SettingsDep) -> 
     action = issuer_path(settings, "/oauth2/account/totp")
     if not code:
         if await credentials.totp_enabled(s, current.user_id):
-            return see_other(account_url)
+            # replacing it takes a code from the current app (or a recovery code): proof of the factor, not only
+            # of the session; the old one goes once that code checks out
+            proof = (one_value(form, "current_code") or "").strip()
+            if not proof or len(proof) > 64:
+                error = "totp.error.required" if "current_code" in form else None
+                return _replace_page(f, action, account_url, error=error, status=400 if error else 200)
+            checked = await credentials.disable_totp(
+                b.rt, settings, user_id=current.user_id, code=proof, ip=client_ip(request)
+            )
+            if not checked.ok:
+                status = 429 if checked.retry_after else 401
+                return _replace_page(f, action, account_url, error=checked.error_key, status=status)
         label = await factors.display_name(b, current.user_id) or current.user_id
         enrol = await credentials.begin_totp_enrolment(b.rt, settings, user_id=current.user_id, label=label)
         return _totp_page(f, enrol.secret, enrol.otpauth_uri, action, account_url)
@@ -57,6 +68,14 @@ async def totp_setup(request: Request, s: SessionDep, settings: SettingsDep) -> 
     if pending is None:
         return see_other(account_url)
     return _totp_page(f, pending.secret, pending.otpauth_uri, action, account_url, error=done.error_key, status=400)
+
+
+def _replace_page(f: Flow, action: str, back: str, *, error: str | None = None, status: int = 200) -> Response:
+    return f.finish(
+        f.pages.render(
+            f.request, "totp_setup.html", status=status, replace=True, action=action, error=error, back_url=back
+        )
+    )
 
 
 def _totp_page(

@@ -52,11 +52,14 @@ async def login(request: Request, s: SessionDep, settings: SettingsDep) -> Respo
     it.login_done = True
     wants = req is not None and authorize.wants_mfa(req, settings)
     if result.mfa_methods or wants:
-        it.pending_user, it.pending_amr = result.user_id, ["pwd"]
-        it.mfa_methods = list(result.mfa_methods) or await factors.methods(
-            factors.bound(request.app.state), result.user_id
-        )
-        return await f.render_step(flow.Show("mfa", it))
+        methods = list(result.mfa_methods) or await factors.methods(factors.bound(request.app.state), result.user_id)
+        if methods:
+            it.pending_user, it.pending_amr, it.mfa_methods = result.user_id, ["pwd"], methods
+            return await f.render_step(flow.Show("mfa", it))
+        # the app wants a second factor this person has none of: signed in with the password (so the account page
+        # can set one up at once), and the app is told
+        await _start_session(f, result.user_id, ["pwd"], settings.acr_password, req.client_id if req else None)
+        return f.no_second_factor(it)
     await _start_session(f, result.user_id, ["pwd"], settings.acr_password, req.client_id if req else None)
     return await f.advance(it)
 
@@ -100,7 +103,7 @@ async def mfa(request: Request, s: SessionDep, settings: SettingsDep) -> Respons
     if not it.mfa_methods:
         it.mfa_methods = await factors.methods(factors.bound(request.app.state), user_id)
     if not it.mfa_methods:  # nothing to check: no authenticator, no reachable phone or email
-        return error_page(request, 400, "invalid_request", "no second factor is available for this account")
+        return f.no_second_factor(it)
     step = flow.Show("mfa", it)
     method = one_value(form, "method") or it.mfa_methods[0]
     if method not in it.mfa_methods:
