@@ -125,9 +125,9 @@ async def upgrade_secret(s: AsyncSession, client: Client, secret: str) -> bool:
 
 def to_public(c: Client) -> ClientPublic:
     """The API view of a client."""
-    return ClientPublic.model_validate(
-        {**c.model_dump(exclude={"secret_hash", "created_by"}), "has_secret": c.secret_hash is not None}
-    )
+    # the row holds enum columns as the strings the database gave back; ClientPublic validates them just below
+    row = c.model_dump(exclude={"secret_hash", "created_by"}, warnings=False)
+    return ClientPublic.model_validate({**row, "has_secret": c.secret_hash is not None})
 
 
 def _problem_from(exc: ValidationError) -> Problem:
