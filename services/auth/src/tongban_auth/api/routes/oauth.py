@@ -20,7 +20,7 @@ from tongban_auth.issuance import TokenIssuer, token_digest
 from tongban_auth.models import ClientType
 from tongban_auth.token_state import TokenChecker, introspection_of, refresh_introspection
 from tongban_auth.userinfo import user_claims
-from tongban_kit.problems import Problem
+from tongban_kit.problems import Problem, problem_responses
 from tongban_kit.rpc import RpcError
 from tongban_kit.tokens import InvalidToken
 
@@ -30,6 +30,8 @@ router = APIRouter(prefix="/oauth2", tags=["oauth"])
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+#: RFC 6750 §3.1: the errors come with `WWW-Authenticate: Bearer error=…` (as problem+json bodies)
+USERINFO_ERRORS = problem_responses(400, 401, 403, 422, 503)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "RFC 6749 §5.2 error (`error`, `error_description`)"},
     401: {"description": "invalid_client"},
@@ -253,13 +255,13 @@ async def _userinfo(request: Request, authorization: str | None) -> Response:
     return JSONResponse(claims, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/userinfo", summary="UserInfo (OpenID Connect Core §5.3)")
+@router.get("/userinfo", summary="UserInfo (OpenID Connect Core §5.3)", responses=USERINFO_ERRORS)
 async def userinfo_get(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
     """Claims about the signed-in person, by the access token's scopes."""
     return await _userinfo(request, authorization)
 
 
-@router.post("/userinfo", summary="UserInfo (OpenID Connect Core §5.3)")
+@router.post("/userinfo", summary="UserInfo (OpenID Connect Core §5.3)", responses=USERINFO_ERRORS)
 async def userinfo_post(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
     """Claims about the signed-in person; the token may also come as the `access_token` form parameter."""
     return await _userinfo(request, authorization)

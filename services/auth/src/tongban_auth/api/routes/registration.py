@@ -121,7 +121,7 @@ async def make_registration_token(body: InitialTokenCreate, s: SessionDep, admin
     "/api/v1/auth/registration-tokens/{token_id}",
     status_code=204,
     summary="Withdraw an initial access token",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def withdraw_registration_token(token_id: TokenId, s: SessionDep, _admin: AdminDep) -> Response:
     """The token registers no more clients (clients it registered stay)."""

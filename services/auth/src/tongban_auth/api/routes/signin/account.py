@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tongban_auth import consents, credentials, factors, sessions
 from tongban_auth.api.deps import SettingsDep
+from tongban_auth.api.docs import PAGE_ANSWERS
 from tongban_auth.api.routes.signin.common import (
     Flow,
     error_page,
@@ -24,7 +25,13 @@ from tongban_kit.app import SessionDep
 router = APIRouter(tags=["oidc"], include_in_schema=True)
 
 
-@router.get("/oauth2/account", summary="The signed-in person's sessions, app consents and MFA", response_model=None)
+@router.get(
+    "/oauth2/account",
+    summary="The signed-in person's sessions, app consents and MFA",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+)
 async def account(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """The account page; sign in first when there is no session."""
     f = Flow(request, s, settings)
@@ -91,7 +98,13 @@ async def account_post(
     return f, form, current
 
 
-@router.post("/oauth2/account/sessions/end", summary="End one of my sessions", response_model=None)
+@router.post(
+    "/oauth2/account/sessions/end",
+    summary="End one of my sessions",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+)
 async def end_one_session(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """End one session of the signed-in person (another device, or this one)."""
     got = await account_post(request, s, settings)
@@ -110,7 +123,13 @@ async def end_one_session(request: Request, s: SessionDep, settings: SettingsDep
     return see_other(issuer_path(settings, "/oauth2/account"))
 
 
-@router.post("/oauth2/account/sessions/end-all", summary="Sign out everywhere", response_model=None)
+@router.post(
+    "/oauth2/account/sessions/end-all",
+    summary="Sign out everywhere",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+)
 async def end_all_sessions(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """End every session of the signed-in person, on every device; their apps' grants are revoked."""
     got = await account_post(request, s, settings)
@@ -123,7 +142,13 @@ async def end_all_sessions(request: Request, s: SessionDep, settings: SettingsDe
     return f.finish(f.pages.render(request, "signed_out.html", return_to=None))
 
 
-@router.post("/oauth2/account/consents/revoke", summary="Withdraw an app's consent", response_model=None)
+@router.post(
+    "/oauth2/account/consents/revoke",
+    summary="Withdraw an app's consent",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+)
 async def revoke_consent(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """Forget the approval given to an app and revoke its grants (its tokens stop working)."""
     got = await account_post(request, s, settings)

@@ -6,13 +6,14 @@ import secrets
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import delete
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tongban_auth import authorize
 from tongban_auth.api.deps import SettingsDep
+from tongban_auth.api.docs import PAGE_ANSWERS, oauth_error_responses
 from tongban_auth.api.routes.signin.common import (
     Flow,
     error_page,
@@ -45,12 +46,19 @@ async def _load_pushed(s: AsyncSession, request_uri: str, client_id: str) -> dic
 
 
 @router.get(
-    "/oauth2/authorize", summary="Authorization endpoint", response_model=None, operation_id="authorization_get"
+    "/oauth2/authorize",
+    summary="Authorization endpoint",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+    operation_id="authorization_get",
 )
 @router.post(
     "/oauth2/authorize",
     summary="Authorization endpoint (form post)",
     response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
     operation_id="authorization_post",
 )
 async def authorization(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
@@ -79,7 +87,16 @@ async def authorization(request: Request, s: SessionDep, settings: SettingsDep) 
     return await f.advance(Interaction(request=req))
 
 
-@router.post("/oauth2/par", summary="Pushed authorization request (RFC 9126)", status_code=201, response_model=None)
+@router.post(
+    "/oauth2/par",
+    summary="Pushed authorization request (RFC 9126)",
+    status_code=201,
+    response_model=None,
+    responses={
+        201: {"description": "Stored: `request_uri` and `expires_in`"},
+        **oauth_error_responses(400, 401, 405, 413),
+    },
+)
 async def pushed_authorization(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """Store an authorization request sent over the back channel; answer with its `request_uri`."""
     form = await read_form(request)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from tongban_auth import credentials, factors
 from tongban_auth.api.deps import SettingsDep
+from tongban_auth.api.docs import PAGE_ANSWERS
 from tongban_auth.api.routes.signin.account import account_post
 from tongban_auth.api.routes.signin.common import (
     Flow,
@@ -21,7 +22,13 @@ from tongban_kit.app import SessionDep
 router = APIRouter(tags=["oidc"], include_in_schema=True)
 
 
-@router.post("/oauth2/account/totp", summary="Set up an authenticator app (TOTP)", response_model=None)
+@router.post(
+    "/oauth2/account/totp",
+    summary="Set up an authenticator app (TOTP)",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+)
 async def totp_setup(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """Without a code: start enrolment and show the secret; with a code: confirm it and show recovery codes once."""
     got = await account_post(request, s, settings)

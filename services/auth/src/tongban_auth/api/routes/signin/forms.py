@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from tongban_auth import authorize, consents, factors, flow, sessions
 from tongban_auth.api.deps import SettingsDep
+from tongban_auth.api.docs import PAGE_ANSWERS
 from tongban_auth.api.routes.signin.common import (
     Flow,
     client_ip,
@@ -23,7 +24,9 @@ from tongban_kit.app import SessionDep
 router = APIRouter(tags=["oidc"], include_in_schema=True)
 
 
-@router.post("/oauth2/login", summary="Login form", response_model=None)
+@router.post(
+    "/oauth2/login", summary="Login form", response_model=None, response_class=HTMLResponse, responses=PAGE_ANSWERS
+)
 async def login(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """Check a login name and password; continue with the second factor, consent, or back to the client."""
     f = Flow(request, s, settings)
@@ -88,7 +91,13 @@ async def _start_session(f: Flow, user_id: str, amr: list[str], acr: str, client
     return row
 
 
-@router.post("/oauth2/mfa", summary="Second-factor form", response_model=None)
+@router.post(
+    "/oauth2/mfa",
+    summary="Second-factor form",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+)
 async def mfa(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """Check a TOTP, recovery or one-time code (or send a one-time code); then continue the sign-in."""
     f = Flow(request, s, settings)
@@ -147,7 +156,9 @@ async def mfa(request: Request, s: SessionDep, settings: SettingsDep) -> Respons
     return await f.advance(it)
 
 
-@router.post("/oauth2/consent", summary="Consent form", response_model=None)
+@router.post(
+    "/oauth2/consent", summary="Consent form", response_model=None, response_class=HTMLResponse, responses=PAGE_ANSWERS
+)
 async def consent(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """Approve or deny the scopes an app asked for; approval is remembered until withdrawn."""
     f = Flow(request, s, settings)

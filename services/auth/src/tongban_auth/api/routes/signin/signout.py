@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from tongban_auth import authorize, logout, sessions
 from tongban_auth.api.deps import SettingsDep
+from tongban_auth.api.docs import PAGE_ANSWERS
 from tongban_auth.api.routes.signin.common import (
     Flow,
     error_page,
@@ -24,9 +25,21 @@ from tongban_kit.app import SessionDep
 router = APIRouter(tags=["oidc"], include_in_schema=True)
 
 
-@router.get("/oauth2/logout", summary="RP-initiated logout", response_model=None, operation_id="end_session_get")
+@router.get(
+    "/oauth2/logout",
+    summary="RP-initiated logout",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+    operation_id="end_session_get",
+)
 @router.post(
-    "/oauth2/logout", summary="RP-initiated logout (form post)", response_model=None, operation_id="end_session_post"
+    "/oauth2/logout",
+    summary="RP-initiated logout (form post)",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+    operation_id="end_session_post",
 )
 async def end_session_endpoint(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """OpenID Connect RP-Initiated Logout 1.0: end the browser's session, then return to the app if it asked.
@@ -85,7 +98,13 @@ async def end_session_endpoint(request: Request, s: SessionDep, settings: Settin
     )
 
 
-@router.post("/oauth2/logout/confirm", summary="Confirm logout", response_model=None)
+@router.post(
+    "/oauth2/logout/confirm",
+    summary="Confirm logout",
+    response_model=None,
+    response_class=HTMLResponse,
+    responses=PAGE_ANSWERS,
+)
 async def confirm_logout(request: Request, s: SessionDep, settings: SettingsDep) -> Response:
     """The person confirmed signing out."""
     f = Flow(request, s, settings)
