@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-PACKAGES := -e services/kit -e services/org -e services/user -e services/auth -e gateway
-SRC    := services/kit/src services/org/src services/user/src services/auth/src gateway/src
+PACKAGES := -e services/kit -e services/org -e services/user -e services/auth -e services/message -e gateway
+SRC    := services/kit/src services/org/src services/user/src services/auth/src services/message/src gateway/src
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -15,7 +15,7 @@ run: venv ## start NATS, every service and the gateway with demo data; Ctrl-C st
 
 test: venv lint typecheck pytest ## lint, type check, unit + integration + contract tests
 
-$(STAMP): constraints.txt requirements-dev.txt services/kit/pyproject.toml services/org/pyproject.toml services/user/pyproject.toml services/auth/pyproject.toml gateway/pyproject.toml
+$(STAMP): constraints.txt requirements-dev.txt services/kit/pyproject.toml services/org/pyproject.toml services/user/pyproject.toml services/auth/pyproject.toml services/message/pyproject.toml gateway/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "pip==$$(sed -n 's/^pip==//p' constraints.txt)"
 	$(BIN)/python -m pip install -q -r requirements-dev.txt $(PACKAGES)

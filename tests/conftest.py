@@ -111,6 +111,14 @@ async def auth_db(pg_server: PgServer) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+async def message_db(pg_server: PgServer) -> AsyncIterator[str]:
+    """A migrated message database with the demo templates, for the processes of this session."""
+    name = await _service_db(pg_server, "message")
+    yield pg_server.url_for(name)
+    await pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
 def org_process(
     org_db: str, nats_url: str, nats_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proc]:

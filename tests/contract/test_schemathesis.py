@@ -136,6 +136,23 @@ def auth_api(
     stop_process(p)
 
 
+@pytest.fixture(scope="module")
+def message_api(
+    message_db: str,
+    org_api: Proc,
+    nats_url: str,
+    nats_namespace: str,
+    jwks_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Proc]:
+    """A message service process (next to the org service it asks) that accepts the test issuer's tokens."""
+    port = free_port()
+    env = service_env("message", message_db, nats_url, nats_namespace, port) | _token_env("message", jwks_url)
+    p = start_process("tongban_message", env, port, tmp_path_factory.mktemp("logs") / "message.log", ("serve",))
+    yield p
+    stop_process(p)
+
+
 def run_schemathesis(url: str, headers: list[str], report_dir: Path) -> subprocess.CompletedProcess[str]:
     """Run the CLI against a live service."""
     cmd = [
@@ -188,4 +205,9 @@ def test_auth_api_conforms(auth_api: Proc, tmp_path: Path) -> None:
     with urllib.request.urlopen(req, timeout=10) as r:
         token = json.loads(r.read())["access_token"]
     out = run_schemathesis(auth_api.url, [f"Authorization: Bearer {token}"], tmp_path)
+    assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
+
+
+def test_message_api_conforms(message_api: Proc, tmp_path: Path) -> None:
+    out = run_schemathesis(message_api.url, [bearer("admin message:send message:read")], tmp_path)
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]

@@ -43,7 +43,7 @@ async def _sign_in_both(base: str) -> tuple[dict[str, Any], dict[str, Any]]:
             client_id="demo-app",
             client_secret="demo-secret",
             redirect_uri=DEMO_REDIRECT_URI,
-            scope="openid profile admin org:read org:write user:read",
+            scope="openid profile admin org:read org:write user:read message:send",
             login="demo-admin",
             password=DEMO_PASSWORD,
         )
@@ -53,7 +53,7 @@ async def _sign_in_both(base: str) -> tuple[dict[str, Any], dict[str, Any]]:
             base,
             client_id="demo-spa",
             redirect_uri=DEMO_REDIRECT_URI,
-            scope="openid profile user:read",
+            scope="openid profile user:read message:read",
             login="demo-citizen",
             password=DEMO_PASSWORD,
         )
@@ -116,7 +116,7 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         status, spec = _call("GET", f"{base}/openapi.json")
         assert "/api/v1/orgs/units/{unit_id}/subtree" in spec["paths"]
         status, ready = _call("GET", f"{base}/readyz")
-        assert status == 200 and ready["checks"] == {"org": "ok", "user": "ok", "auth": "ok"}
+        assert status == 200 and ready["checks"] == {"org": "ok", "user": "ok", "auth": "ok", "message": "ok"}
 
         status, discovery = _call("GET", f"{base}/.well-known/openid-configuration")
         assert status == 200 and discovery["jwks_uri"].endswith("/oauth2/jwks")
@@ -144,6 +144,25 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         assert me["id"] not in {m["user_id"] for m in staff["items"]}
         status, users = _call("GET", f"{base}/api/v1/users?kind=staff&limit=500", headers=ADMIN)
         assert {m["user_id"] for m in staff["items"]} <= {u["id"] for u in users["items"]}, "seeded staff exist"
+
+        # an app tells the citizen something; the citizen finds it in the inbox and opens it
+        notice = {
+            "template_code": "notice.general",
+            "to": {"user_ids": [me["id"]]},
+            "personalisation": {"title": "材料已受理", "content": "您提交的材料已受理。"},
+            "reference": "e2e-1",
+        }
+        status, sent = _call("POST", f"{base}/api/v1/messages", notice, _bearer(citizen_tokens))
+        assert status == 403 and sent["status"] == 403  # the citizen's app may read, not send
+        status, sent = _call("POST", f"{base}/api/v1/messages", notice, ADMIN)
+        assert status == 201 and sent["recipients"] == 1, sent
+        status, inbox = _call("GET", f"{base}/api/v1/messages/inbox?unread=true", headers=_bearer(citizen_tokens))
+        item = next(i for i in inbox["items"] if i["message_id"] == sent["id"])
+        assert status == 200 and item["subject"] == "材料已受理" and inbox["unread"] >= 1
+        status, opened = _call(
+            "POST", f"{base}/api/v1/messages/inbox/{item['id']}/read", headers=_bearer(citizen_tokens)
+        )
+        assert status == 200 and opened["status"] == "read"
     finally:
         proc.send_signal(signal.SIGINT)
         try:

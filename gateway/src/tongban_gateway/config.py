@@ -27,6 +27,7 @@ class Settings(ServiceSettings):
             "org": ["http://127.0.0.1:8101"],
             "user": ["http://127.0.0.1:8102"],
             "auth": ["http://127.0.0.1:8103"],
+            "message": ["http://127.0.0.1:8104"],
         }
     )
     #: optional YAML or JSON route table; the built-in table is used when unset

@@ -27,6 +27,10 @@ DEFAULT_ROUTES: list[dict[str, Any]] = [
     {"prefix": "/oauth2", "upstream": "auth", "public": True},
     {"prefix": "/api/v1/auth", "upstream": "auth", "scopes": {"*": ["admin"]}},
     {"prefix": "/api/v1/auth/clients", "upstream": "auth", "scopes": {"*": ["admin"]}},
+    # apps send (message:send), people read their inbox (message:read), administrators write templates
+    {"prefix": "/api/v1/messages", "upstream": "message", "scopes": {"*": ["message:send"]}},
+    {"prefix": "/api/v1/messages/inbox", "upstream": "message", "scopes": {"*": ["message:read"]}},
+    {"prefix": "/api/v1/messages/templates", "upstream": "message", "scopes": _read_write("message:send", "admin")},
 ]
 
 

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Request, Security
@@ -193,3 +194,34 @@ def bearer_from_settings(settings: ServiceSettings) -> BearerAuth | None:
     """Bearer authentication for the configured issuer (with a revocation list), or None when not configured."""
     verifier = verifier_from_settings(settings)
     return BearerAuth(verifier) if verifier is not None else None
+
+
+@lru_cache(maxsize=256)
+def _scope_check(bearer: BearerAuth, scopes: tuple[str, ...]) -> Callable[..., Awaitable[Principal]]:
+    return bearer.require(*scopes)
+
+
+def app_requires(*scopes: str, scheme: HTTPBearer | None = None) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency for a service whose BearerAuth is `app.state.bearer`: the request's Principal, holding
+    every scope in `scopes` (401/403 otherwise).
+
+    `app.state.bearer` is None when the service has no token issuer configured: then no token can be verified and
+    every protected route answers 503 `authentication-not-configured`; the fault lies with the deployment, not the
+    caller. `scheme` documents the scheme in OpenAPI (a service may describe its scopes there).
+    """
+    needed = tuple(sorted(scopes))
+
+    async def dependency(
+        request: Request, _: Any = Security(scheme or _OPENAPI_SCHEME, scopes=list(needed))
+    ) -> Principal:
+        bearer: BearerAuth | None = getattr(request.app.state, "bearer", None)
+        if bearer is None:
+            name = request.app.state.runtime.settings.service_name.upper()
+            raise Problem(
+                503,
+                f"this service is not configured to accept access tokens (set TONGBAN_{name}_OIDC_ISSUER)",
+                type="authentication-not-configured",
+            )
+        return await _scope_check(bearer, needed)(request)
+
+    return dependency

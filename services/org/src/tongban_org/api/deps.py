@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Query, Request, Security
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 
 from tongban_kit.app import SessionDep
-from tongban_kit.bearer import BearerAuth
 from tongban_kit.bearer import Principal as TokenPrincipal
+from tongban_kit.bearer import app_requires
 from tongban_kit.problems import Problem, problem_responses
 from tongban_org.authz import ADMIN_SCOPE, Principal
 from tongban_org.config import Settings
@@ -37,30 +36,9 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-@lru_cache(maxsize=64)
-def _scope_check(bearer: BearerAuth, scopes: tuple[str, ...]) -> Callable[..., Awaitable[TokenPrincipal]]:
-    return bearer.require(*scopes)
-
-
 def require(*scopes: str) -> Callable[..., Awaitable[TokenPrincipal]]:
-    """A dependency: the verified token of the request, holding every scope in `scopes`.
-
-    Without an issuer configured (`TONGBAN_ORG_OIDC_ISSUER`) no token can be verified, so every protected
-    route answers 503 `authentication-not-configured`: the fault lies with the deployment, not the caller.
-    """
-    needed = tuple(sorted(scopes))
-
-    async def dependency(request: Request, _: Any = Security(BEARER_DOC, scopes=list(needed))) -> TokenPrincipal:
-        bearer: BearerAuth | None = request.app.state.bearer
-        if bearer is None:
-            raise Problem(
-                503,
-                "this service is not configured to accept access tokens (set TONGBAN_ORG_OIDC_ISSUER)",
-                type="authentication-not-configured",
-            )
-        return await _scope_check(bearer, needed)(request)
-
-    return dependency
+    """A dependency: the verified token of the request, holding every scope in `scopes` (503 without an issuer)."""
+    return app_requires(*scopes, scheme=BEARER_DOC)
 
 
 async def get_writer(

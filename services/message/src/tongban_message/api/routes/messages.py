@@ -1,0 +1,63 @@
+"""Sending messages (apps) and reading the inbox (people)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from tongban_kit.app import SessionDep
+from tongban_kit.problems import problem_responses
+from tongban_message import messages
+from tongban_message.api.deps import AUTH_RESPONSES, Cursor, Limit, ReaderDep, RpcDep, SenderDep, SettingsDep
+from tongban_message.models import DeliveryPublic, InboxPage, MessageCreate, MessagePublic
+
+router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
+ItemId = Annotated[str, Path(min_length=1, max_length=36)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Send a message",
+    responses=AUTH_RESPONSES
+    | problem_responses(400, 404, 409, 422)
+    | {200: {"description": "Sent before with this reference: the earlier message, nothing sent again"}},
+)
+async def send_message(
+    body: MessageCreate, s: SessionDep, sender: SenderDep, rpc: RpcDep, settings: SettingsDep, response: Response
+) -> MessagePublic:
+    """Render a template for each recipient (people by account id, or the members of an organisation unit) and
+    deliver it to their inboxes."""
+    message, new = await messages.send(
+        s, body, sender, rpc, limit=settings.max_recipients, timeout=settings.rpc_timeout_seconds
+    )
+    if not new:
+        response.status_code = 200
+    return message
+
+
+@router.get("/inbox", summary="My inbox", responses=AUTH_RESPONSES | problem_responses(400, 422))
+async def my_inbox(
+    s: SessionDep,
+    user_id: ReaderDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    unread: Annotated[bool, Query(description="only the unread ones")] = False,
+) -> InboxPage:
+    """The signed-in person's messages, newest first, with the number unread."""
+    return await messages.inbox(s, user_id, limit=limit, cursor=cursor, unread=unread)
+
+
+@router.post(
+    "/inbox/{delivery_id}/read", summary="Mark as read", responses=AUTH_RESPONSES | problem_responses(404, 422)
+)
+async def mark_read(delivery_id: ItemId, s: SessionDep, user_id: ReaderDep) -> DeliveryPublic:
+    """Open an inbox item (idempotent)."""
+    return await messages.read(s, user_id, delivery_id)
+
+
+@router.get("/{message_id}", summary="A message I sent", responses=AUTH_RESPONSES | problem_responses(404, 422))
+async def get_message(message_id: ItemId, s: SessionDep, sender: SenderDep) -> MessagePublic:
+    """A message of this app, with how many of its recipients opened it."""
+    return await messages.get_message(s, message_id, sender)

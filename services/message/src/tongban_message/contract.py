@@ -1,0 +1,47 @@
+"""What the message service declares on the bus: its stream and events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from tongban_kit.app import ServiceContract
+from tongban_kit.events import EventSpec
+from tongban_kit.nats import StreamSpec
+
+VERSION = "0.1.0"
+
+
+class MessageSent(BaseModel):
+    """Payload of message.message.sent.v1: a template went to its recipients' inboxes."""
+
+    message_id: str
+    template_id: str
+    template_code: str
+    template_version: int
+    channel: str
+    sender_client_id: str
+    recipients: int
+    reference: str | None = None
+
+
+class DeliveryRead(BaseModel):
+    """Payload of message.delivery.read.v1: a recipient opened a message (first time only)."""
+
+    delivery_id: str
+    message_id: str
+    user_id: str
+    read_at: datetime
+
+
+MESSAGE_SENT = EventSpec("message.message.sent.v1", MessageSent, "A message was delivered to its recipients.")
+DELIVERY_READ = EventSpec("message.delivery.read.v1", DeliveryRead, "A recipient opened a message.")
+
+CONTRACT = ServiceContract(
+    name="message",
+    version=VERSION,
+    description="Messages (消息体系): templates, messages and per-recipient deliveries; the inbox (站内信).",
+    streams=(StreamSpec("MESSAGE_EVENTS", ("message.*.*.v1",), "Events of the message service"),),
+    events=(MESSAGE_SENT, DELIVERY_READ),
+)

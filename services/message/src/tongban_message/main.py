@@ -1,0 +1,60 @@
+"""The message service app."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from tongban_kit.app import Runtime, create_service_app
+from tongban_kit.bearer import BearerAuth, bearer_from_settings
+from tongban_kit.contracts import ServiceDescriptor
+from tongban_message.api.routes import messages, templates
+from tongban_message.config import Settings
+from tongban_message.contract import CONTRACT
+
+log = logging.getLogger(__name__)
+
+TAGS = [
+    {"name": "messages", "description": "Sending messages to people and organisation units; the inbox (站内信)."},
+    {"name": "templates", "description": "Message templates with ((placeholders)), versioned."},
+    {"name": "ops", "description": "Health, readiness and metrics."},
+]
+
+
+def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = None) -> FastAPI:
+    """Build the message service app (resources start in the lifespan).
+
+    Callers authenticate with access tokens of the issuer in `settings.oidc_issuer`; `bearer` replaces that
+    verifier (tests hand in one that trusts their own token issuer).
+    """
+    settings = settings or Settings()
+    bearer = bearer or bearer_from_settings(settings)
+
+    async def start(rt: Runtime) -> None:
+        if bearer is None:
+            log.warning("no token issuer configured (TONGBAN_MESSAGE_OIDC_ISSUER): the API answers 503 until one is")
+        else:
+            await bearer.start(rt.bus)  # follow token revocations
+
+    async def stop(rt: Runtime) -> None:
+        if bearer is not None:
+            await bearer.close()
+
+    app = create_service_app(
+        settings,
+        CONTRACT,
+        routers=[templates.router, messages.router],
+        title="Tongban message service",
+        summary="消息体系: templates, messages, the inbox",
+        openapi_tags=TAGS,
+        on_startup=start,
+        on_shutdown=stop,
+    )
+    app.state.bearer = bearer
+    return app
+
+
+DESCRIPTOR = ServiceDescriptor(
+    contract=CONTRACT, app_factory=lambda: create_app(Settings(log_json=False)), module="tongban_message", dev_port=8104
+)

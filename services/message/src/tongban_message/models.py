@@ -1,0 +1,188 @@
+"""Tables and API models of the message service: templates, messages and their per-recipient deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import Field as PField
+from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from tongban_kit.db import UtcDateTime
+from tongban_kit.outbox import utcnow
+
+#: a template code: lower-case words joined by dots, dashes or underscores (e.g. `affairs.step.completed`)
+CODE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,99}$"
+
+
+class Channel(StrEnum):
+    """Where a delivery goes. The inbox (站内信) is served here; more channels come with their providers."""
+
+    inbox = "inbox"
+
+
+class TemplateStatus(StrEnum):
+    """Archived templates can no longer be sent (messages already sent keep their text)."""
+
+    active = "active"
+    archived = "archived"
+
+
+class DeliveryStatus(StrEnum):
+    """An inbox delivery is delivered when stored and read when its recipient opens it."""
+
+    delivered = "delivered"
+    read = "read"
+
+
+class Template(SQLModel, table=True):
+    """A message template; `((name))` placeholders are filled from a message's personalisation."""
+
+    __tablename__ = "message_template"
+
+    id: str = Field(sa_column=Column(String(36), primary_key=True))
+    code: str = Field(sa_column=Column(String(100), nullable=False, unique=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    channel: str = Field(sa_column=Column(String(16), nullable=False))
+    subject: str = Field(sa_column=Column(String(500), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=TemplateStatus.active, sa_column=Column(String(16), nullable=False))
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False))
+    created_by: str | None = Field(default=None, sa_column=Column(String(100)))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class Message(SQLModel, table=True):
+    """One send: a template version, its personalisation, who sent it and to how many recipients."""
+
+    __tablename__ = "message_message"
+    __table_args__ = (UniqueConstraint("sender_client_id", "reference", name="uq_message_message_reference"),)
+
+    id: str = Field(sa_column=Column(String(36), primary_key=True))
+    template_id: str = Field(sa_column=Column(String(36), nullable=False))
+    template_version: int = Field(sa_column=Column(Integer, nullable=False))
+    channel: str = Field(sa_column=Column(String(16), nullable=False))
+    sender_client_id: str = Field(sa_column=Column(String(100), nullable=False))
+    sender_sub: str | None = Field(default=None, sa_column=Column(String(100)))
+    reference: str | None = Field(default=None, sa_column=Column(String(200)))
+    personalisation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    recipients: int = Field(sa_column=Column(Integer, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class Delivery(SQLModel, table=True):
+    """A message to one recipient, with the text as it was rendered for them."""
+
+    __tablename__ = "message_delivery"
+    __table_args__ = (
+        UniqueConstraint("message_id", "user_id", name="uq_message_delivery_recipient"),
+        Index("ix_message_delivery_inbox", "user_id", "id"),
+        Index("ix_message_delivery_unread", "user_id", "status"),
+    )
+
+    id: str = Field(sa_column=Column(String(36), primary_key=True))
+    message_id: str = Field(sa_column=Column(String(36), nullable=False))
+    user_id: str = Field(sa_column=Column(String(64), nullable=False))
+    channel: str = Field(sa_column=Column(String(16), nullable=False))
+    subject: str = Field(sa_column=Column(String(500), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=DeliveryStatus.delivered, sa_column=Column(String(16), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    read_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+
+
+# --- API models ---
+
+
+class TemplateCreate(BaseModel):
+    """A new template."""
+
+    code: str = PField(pattern=CODE_PATTERN, description="stable name senders and events refer to")
+    name: str = PField(min_length=1, max_length=200)
+    channel: Channel = Channel.inbox
+    subject: str = PField(min_length=1, max_length=500, description="may hold ((placeholders))")
+    body: str = PField(min_length=1, max_length=10_000, description="plain text with ((placeholders))")
+
+
+class TemplateUpdate(BaseModel):
+    """Changes to a template; each change makes a new version (sent messages keep their text)."""
+
+    name: str | None = PField(None, min_length=1, max_length=200)
+    subject: str | None = PField(None, min_length=1, max_length=500)
+    body: str | None = PField(None, min_length=1, max_length=10_000)
+
+
+class TemplatePublic(BaseModel):
+    """A template as the API returns it."""
+
+    id: str
+    code: str
+    name: str
+    channel: Channel
+    subject: str
+    body: str
+    placeholders: list[str] = PField(description="the personalisation keys a message must give")
+    status: TemplateStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Recipients(BaseModel):
+    """Who gets a message: people by account id, and/or the members of an organisation unit."""
+
+    user_ids: list[str] = PField(default_factory=list, max_length=1000)
+    unit_id: str | None = PField(None, min_length=1, max_length=36, description="every member of this unit")
+    recursive: bool = PField(False, description="with unit_id: the members of its whole subtree too")
+
+
+class MessageCreate(BaseModel):
+    """Send a template to recipients."""
+
+    template_id: str | None = PField(None, min_length=1, max_length=36)
+    template_code: str | None = PField(None, pattern=CODE_PATTERN)
+    to: Recipients
+    personalisation: dict[str, str | int | float | bool] = PField(default_factory=dict, max_length=100)
+    reference: str | None = PField(
+        None,
+        min_length=1,
+        max_length=200,
+        description="the sender's own id of this message: a retry with the same reference sends nothing twice",
+    )
+
+
+class MessagePublic(BaseModel):
+    """A message as its sender sees it."""
+
+    id: str
+    template_id: str
+    template_version: int
+    channel: Channel
+    reference: str | None = None
+    recipients: int
+    read: int = PField(0, description="deliveries their recipient has opened")
+    created_at: datetime
+
+
+class DeliveryPublic(BaseModel):
+    """An inbox item as its recipient sees it."""
+
+    id: str
+    message_id: str
+    subject: str
+    body: str
+    status: DeliveryStatus
+    created_at: datetime
+    read_at: datetime | None = None
+
+
+class InboxPage(BaseModel):
+    """One page of a person's inbox, newest first."""
+
+    items: list[DeliveryPublic]
+    next_cursor: str | None = None
+    unread: int = PField(description="unread items in the whole inbox")

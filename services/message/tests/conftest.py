@@ -1,0 +1,124 @@
+"""Fixtures: a real message service next to a real org service (seeded), on PostgreSQL and NATS, over HTTP in-process.
+
+The message service asks the org service for a unit's members over RPC, exactly as in production; tokens come from
+a test issuer that stands in for the auth service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+import tongban_message.__main__
+import tongban_org.__main__
+from tongban_kit.bearer import BearerAuth
+from tongban_kit.db import run_migrations
+from tongban_kit.nats import StreamSpec, connect
+from tongban_kit.testing.pg import PgServer
+from tongban_kit.testing.tokens import TestIssuer
+from tongban_kit.tokens import JwksSource, RevocationList, TokenVerifier
+from tongban_message.config import Settings
+from tongban_message.main import create_app
+from tongban_message.seed import seed as seed_templates
+from tongban_org.config import Settings as OrgSettings
+from tongban_org.main import create_app as create_org_app
+from tongban_org.seed import seed as seed_org
+
+ISSUER = TestIssuer()
+AUTH_STREAM = StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service")
+
+
+def issuer_bearer() -> BearerAuth:
+    """Bearer authentication trusting ISSUER's keys."""
+    verifier = TokenVerifier(
+        JwksSource.from_jwks(ISSUER.jwks), issuer=ISSUER.issuer, audience=ISSUER.audience, revocations=RevocationList()
+    )
+    return BearerAuth(verifier)
+
+
+def as_(sub: str, scopes: str, *, client_id: str = "demo-app", **claims: Any) -> dict[str, str]:
+    """Headers of a request with a token for `sub` through `client_id` (sub = client id: the app's own token)."""
+    token = ISSUER.mint(sub=sub, client_id=client_id, scope=scopes, exp=int(time.time()) + 3600, **claims)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def auth_stream(nats_url: str, nats_namespace: str) -> None:
+    """The auth service's event stream, so the revocation feeds catch up at once on start."""
+    bus = await connect(nats_url, name="message-tests", namespace=nats_namespace)
+    try:
+        await bus.ensure_stream(AUTH_STREAM)
+    finally:
+        await bus.close()
+
+
+async def _migrated(pg_server: PgServer, migrations: Any) -> tuple[str, str]:
+    name = await pg_server.create_database()
+    url = pg_server.url_for(name)
+    await asyncio.to_thread(run_migrations, migrations, url)
+    return name, url
+
+
+@pytest.fixture(scope="module")
+async def org_app(pg_server: PgServer, nats_url: str, nats_namespace: str, auth_stream: None) -> AsyncIterator[FastAPI]:
+    """The org service, running (NATS, RPC) and seeded with the Zhejiang directory."""
+    name, url = await _migrated(pg_server, tongban_org.__main__.MIGRATIONS)
+    settings = OrgSettings(
+        environment="test",
+        database_url=url,
+        nats_url=nats_url,
+        nats_namespace=nats_namespace,
+        log_json=False,
+        log_level="WARNING",
+    )
+    app = create_org_app(settings, bearer=issuer_bearer())
+    try:
+        async with app.router.lifespan_context(app):
+            app.state.seed_units = await seed_org(app.state.runtime.db)
+            yield app
+    finally:
+        await pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+async def message_app(
+    pg_server: PgServer, nats_url: str, nats_namespace: str, org_app: FastAPI
+) -> AsyncIterator[FastAPI]:
+    """The message service next to the org service, with the demo templates."""
+    name, url = await _migrated(pg_server, tongban_message.__main__.MIGRATIONS)
+    settings = Settings(
+        environment="test",
+        database_url=url,
+        nats_url=nats_url,
+        nats_namespace=nats_namespace,
+        log_json=False,
+        log_level="WARNING",
+        max_recipients=500,
+    )
+    app = create_app(settings, bearer=issuer_bearer())
+    try:
+        async with app.router.lifespan_context(app):
+            await seed_templates(app.state.runtime.db)
+            yield app
+    finally:
+        await pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+async def client(message_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the message service in-process."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=message_app), base_url="http://message.test") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+async def org_client(org_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the org service in-process."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=org_app), base_url="http://org.test") as c:
+        yield c
