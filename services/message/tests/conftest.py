@@ -7,8 +7,12 @@ a test issuer that stands in for the auth service.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from typing import Any
 
 import httpx
@@ -17,9 +21,11 @@ from fastapi import FastAPI
 
 import tongban_message.__main__
 import tongban_org.__main__
+import tongban_user.__main__
 from tongban_kit.bearer import BearerAuth
 from tongban_kit.db import run_migrations
 from tongban_kit.nats import StreamSpec, connect
+from tongban_kit.natsserver import free_port
 from tongban_kit.testing.pg import PgServer
 from tongban_kit.testing.tokens import TestIssuer
 from tongban_kit.tokens import JwksSource, RevocationList, TokenVerifier
@@ -29,6 +35,9 @@ from tongban_message.seed import seed as seed_templates
 from tongban_org.config import Settings as OrgSettings
 from tongban_org.main import create_app as create_org_app
 from tongban_org.seed import seed as seed_org
+from tongban_user.config import Settings as UserSettings
+from tongban_user.main import create_app as create_user_app
+from tongban_user.seed import seed as seed_users
 
 ISSUER = TestIssuer()
 AUTH_STREAM = StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service")
@@ -87,10 +96,75 @@ async def org_app(pg_server: PgServer, nats_url: str, nats_namespace: str, auth_
 
 
 @pytest.fixture(scope="module")
+async def user_app(pg_server: PgServer, nats_url: str, nats_namespace: str, org_app: FastAPI) -> AsyncIterator[FastAPI]:
+    """The user service (the contacts of SMS and email recipients), seeded with the demo accounts."""
+    name, url = await _migrated(pg_server, tongban_user.__main__.MIGRATIONS)
+    settings = UserSettings(
+        environment="test",
+        database_url=url,
+        nats_url=nats_url,
+        nats_namespace=nats_namespace,
+        pii_encryption_key=secrets.token_urlsafe(32),
+        pii_hash_key=secrets.token_urlsafe(32),
+        log_json=False,
+        log_level="WARNING",
+    )
+    app = create_user_app(settings, bearer=issuer_bearer())
+    try:
+        async with app.router.lifespan_context(app):
+            await seed_users(app.state.runtime.db, app.state.cipher)
+            yield app
+    finally:
+        await pg_server.drop_database(name)
+
+
+class MailServer:
+    """A real SMTP server (aiosmtpd, in its own thread) that keeps what it receives; it can refuse the next N."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.received: list[EmailMessage] = []
+        self.refuse_next = 0
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:
+                if server.refuse_next > 0:
+                    server.refuse_next -= 1
+                    return "451 4.3.0 try again later"
+                server.received.append(message_from_bytes(envelope.content, policy=default))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> MailServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture(scope="module")
+def mail_server() -> Any:
+    """An SMTP server for the email channel."""
+    with MailServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 async def message_app(
-    pg_server: PgServer, nats_url: str, nats_namespace: str, org_app: FastAPI
+    pg_server: PgServer,
+    nats_url: str,
+    nats_namespace: str,
+    org_app: FastAPI,
+    user_app: FastAPI,
+    mail_server: MailServer,
 ) -> AsyncIterator[FastAPI]:
-    """The message service next to the org service, with the demo templates."""
+    """The message service next to the org and user services, with the demo templates; SMS go to the log
+    provider, email to the SMTP server of the test."""
     name, url = await _migrated(pg_server, tongban_message.__main__.MIGRATIONS)
     settings = Settings(
         environment="test",
@@ -100,6 +174,13 @@ async def message_app(
         log_json=False,
         log_level="WARNING",
         max_recipients=500,
+        sms_provider="log",
+        email_provider="smtp",
+        smtp_host="127.0.0.1",
+        smtp_port=mail_server.port,
+        smtp_security="none",
+        delivery_retry_seconds=0.2,
+        dispatch_idle_seconds=0.1,
     )
     app = create_app(settings, bearer=issuer_bearer())
     try:

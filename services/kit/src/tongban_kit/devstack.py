@@ -115,6 +115,8 @@ class DevStack:
                         if name == "auth"
                         else {}
                     ),
+                    # development only: text messages and emails go to the message service's log
+                    **({f"{prefix}SMS_PROVIDER": "log", f"{prefix}EMAIL_PROVIDER": "log"} if name == "message" else {}),
                 },
             )
             py = [sys.executable, "-m", d.module]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from tongban_kit.settings import ServiceSettings
@@ -20,5 +20,29 @@ class Settings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///./data/message.db"
     #: the most recipients one message may reach (after expanding units to their members)
     max_recipients: int = Field(10_000, ge=1, le=1_000_000)
-    #: timeout of RPC calls to other services (the org service, to expand units)
+    #: timeout of RPC calls to other services (the org service to expand units, the user service for contacts)
     rpc_timeout_seconds: float = 5.0
+
+    # SMS and email: who carries them (`none`: the channel is not offered; `log`: development, to the log)
+    sms_provider: Literal["none", "log"] = "none"
+    email_provider: Literal["none", "log", "smtp"] = "none"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(587, ge=1, le=65535)
+    #: `starttls` (port 587), `tls` (port 465) or `none` (a relay on a trusted network only)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "通办 <noreply@tongban.example.gov.cn>"
+    smtp_timeout_seconds: float = Field(20.0, gt=0)
+
+    # the dispatcher of SMS and email deliveries
+    #: attempts before a delivery fails for good
+    delivery_max_attempts: int = Field(5, ge=1, le=50)
+    #: seconds before the first retry; doubled after each failed attempt (at most an hour)
+    delivery_retry_seconds: float = Field(30.0, gt=0)
+    #: seconds an attempt may take before the delivery is due again (a crashed attempt is retried)
+    delivery_claim_seconds: float = Field(120.0, gt=0)
+    #: deliveries taken per round, and at most at once
+    dispatch_batch: int = Field(50, ge=1, le=1000)
+    #: seconds between rounds while nothing is due
+    dispatch_idle_seconds: float = Field(1.0, gt=0)

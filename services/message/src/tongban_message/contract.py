@@ -14,7 +14,7 @@ VERSION = "0.1.0"
 
 
 class MessageSent(BaseModel):
-    """Payload of message.message.sent.v1: a template went to its recipients' inboxes."""
+    """Payload of message.message.sent.v1: a template went to its recipients (inbox, or queued as SMS or email)."""
 
     message_id: str
     template_id: str
@@ -35,13 +35,32 @@ class DeliveryRead(BaseModel):
     read_at: datetime
 
 
+class DeliveryOutcome(BaseModel):
+    """Payload of message.delivery.delivered.v1 and message.delivery.failed.v1 (SMS and email)."""
+
+    delivery_id: str
+    message_id: str
+    user_id: str
+    channel: str
+    attempts: int
+    error: str | None = None
+
+
 MESSAGE_SENT = EventSpec("message.message.sent.v1", MessageSent, "A message was delivered to its recipients.")
 DELIVERY_READ = EventSpec("message.delivery.read.v1", DeliveryRead, "A recipient opened a message.")
+DELIVERY_DELIVERED = EventSpec(
+    "message.delivery.delivered.v1", DeliveryOutcome, "An SMS or email was handed to its provider."
+)
+DELIVERY_FAILED = EventSpec(
+    "message.delivery.failed.v1",
+    DeliveryOutcome,
+    "An SMS or email could not be delivered (no address, refused, or out of attempts).",
+)
 
 CONTRACT = ServiceContract(
     name="message",
     version=VERSION,
     description="Messages (消息体系): templates, messages and per-recipient deliveries; the inbox (站内信).",
     streams=(StreamSpec("MESSAGE_EVENTS", ("message.*.*.v1",), "Events of the message service"),),
-    events=(MESSAGE_SENT, DELIVERY_READ),
+    events=(MESSAGE_SENT, DELIVERY_READ, DELIVERY_DELIVERED, DELIVERY_FAILED),
 )

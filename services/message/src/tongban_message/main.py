@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI
@@ -12,6 +13,8 @@ from tongban_kit.contracts import ServiceDescriptor
 from tongban_message.api.routes import messages, templates
 from tongban_message.config import Settings
 from tongban_message.contract import CONTRACT
+from tongban_message.dispatcher import Dispatcher
+from tongban_message.providers import make_providers
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,11 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
     """
     settings = settings or Settings()
     bearer = bearer or bearer_from_settings(settings)
+    providers = make_providers(settings)
 
     async def start(rt: Runtime) -> None:
+        # SMS and email go out from every replica's dispatcher
+        rt.background.append(asyncio.create_task(app.state.dispatcher.run(), name="message-dispatcher"))
         if bearer is None:
             log.warning("no token issuer configured (TONGBAN_MESSAGE_OIDC_ISSUER): the API answers 503 until one is")
         else:
@@ -52,6 +58,8 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         on_shutdown=stop,
     )
     app.state.bearer = bearer
+    app.state.providers = providers
+    app.state.dispatcher = Dispatcher(app.state.runtime.db, providers, settings)
     return app
 
 

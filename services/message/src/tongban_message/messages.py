@@ -1,4 +1,5 @@
-"""Sending a template to its recipients' inboxes, the sender's view of a message, and the recipient's inbox."""
+"""Sending a template to its recipients (their inboxes, or queued as SMS or email for the dispatcher), the
+sender's view of a message, and the recipient's inbox."""
 
 from __future__ import annotations
 
@@ -12,15 +13,24 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tongban_kit.ids import new_id
 from tongban_kit.outbox import emit, utcnow
-from tongban_kit.pagination import decode_cursor, encode_cursor
+from tongban_kit.pagination import Page, decode_cursor, encode_cursor, page_of
 from tongban_kit.problems import Problem
 from tongban_kit.rpc import RpcClient, RpcError, RpcNotFound
 from tongban_message import templates
-from tongban_message.contract import DELIVERY_READ, MESSAGE_SENT, DeliveryRead, MessageSent
+from tongban_message.contract import (
+    DELIVERY_FAILED,
+    DELIVERY_READ,
+    MESSAGE_SENT,
+    DeliveryOutcome,
+    DeliveryRead,
+    MessageSent,
+)
 from tongban_message.models import (
+    Channel,
     Delivery,
     DeliveryPublic,
     DeliveryStatus,
+    DeliveryStatusPublic,
     InboxPage,
     Message,
     MessageCreate,
@@ -29,7 +39,9 @@ from tongban_message.models import (
     Template,
     TemplateStatus,
 )
+from tongban_message.providers import mask_address
 from tongban_org.contract import RPC_MEMBERS, ListMembersRequest, MembersReply
+from tongban_user.contract import RPC_CONTACTS, ContactsReply, ContactsRequest
 
 SOURCE = "/tongban/message"
 #: members asked of the org service per call when a message goes to a unit
@@ -70,6 +82,26 @@ async def recipients_of(to: Recipients, rpc: RpcClient, *, limit: int, timeout: 
     return list(found)
 
 
+#: accounts whose contacts are asked per RPC call
+CONTACTS_PAGE = 1000
+
+
+async def addresses_of(users: list[str], channel: Channel, rpc: RpcClient, *, timeout: float) -> dict[str, str | None]:
+    """Each recipient's mobile number (SMS) or email address (email), from the user service; None where there is
+    none to use (unknown or inactive account, or no such contact)."""
+    found: dict[str, str | None] = dict.fromkeys(users)
+    for start in range(0, len(users), CONTACTS_PAGE):
+        chunk = users[start : start + CONTACTS_PAGE]
+        try:
+            reply = await rpc.call(RPC_CONTACTS, ContactsRequest(ids=chunk), ContactsReply, timeout=timeout)
+        except RpcError as exc:
+            raise Problem(503, "the user directory did not answer; try again", type="unavailable") from exc
+        for c in reply.contacts:
+            if c.status == "active":
+                found[c.id] = c.mobile if channel == Channel.sms else c.email
+    return found
+
+
 async def _template(s: AsyncSession, body: MessageCreate) -> Template:
     if (body.template_id is None) == (body.template_code is None):
         raise Problem(400, "name the template by template_id or template_code (one of them)")
@@ -93,9 +125,17 @@ def _replayed(existing: Message, template: Template) -> MessagePublic:
 
 
 async def send(
-    s: AsyncSession, body: MessageCreate, sender: Sender, rpc: RpcClient, *, limit: int, timeout: float
+    s: AsyncSession,
+    body: MessageCreate,
+    sender: Sender,
+    rpc: RpcClient,
+    *,
+    limit: int,
+    timeout: float,
+    channels: frozenset[Channel] = frozenset({Channel.inbox}),
 ) -> tuple[MessagePublic, bool]:
-    """Render the template for every recipient and deliver to their inboxes, with the event, in one transaction.
+    """Render the template for every recipient and deliver it (inbox) or queue it (SMS, email), with the events,
+    in one transaction. `channels` are the ones this deployment offers.
 
     Returns the message and whether it is new (False: the same reference was sent before; nothing is sent again).
     """
@@ -105,8 +145,17 @@ async def send(
         return _replayed(existing, template), False
     if template.status != TemplateStatus.active:
         raise Problem(409, f"template {template.code} is archived", type="template-archived")
+    channel = Channel(template.channel)
+    if channel not in channels:
+        raise Problem(
+            422,
+            f"this deployment sends no {channel} (no provider is configured)",
+            type="channel-unavailable",
+            channel=channel,
+        )
     templates.check_personalisation(template, body.personalisation)
     users = await recipients_of(body.to, rpc, limit=limit, timeout=timeout)
+    addresses = await addresses_of(users, channel, rpc, timeout=timeout) if channel != Channel.inbox else {}
     subject = templates.render(template.subject, body.personalisation)
     text = templates.render(template.body, body.personalisation)
     now = utcnow()
@@ -123,19 +172,42 @@ async def send(
         created_at=now,
     )
     s.add(message)
-    rows = [
-        {
+    rows = []
+    failed: list[DeliveryOutcome] = []
+    for user_id in users:
+        row: dict[str, object] = {
             "id": new_id(),
             "message_id": message.id,
             "user_id": user_id,
-            "channel": template.channel,
+            "channel": channel.value,
             "subject": subject,
             "body": text,
             "status": DeliveryStatus.delivered.value,
             "created_at": now,
+            "address": None,
+            "attempts": 0,
+            "next_attempt_at": None,
+            "last_error": None,
         }
-        for user_id in users
-    ]
+        if channel != Channel.inbox:
+            address = addresses.get(user_id)
+            if address:
+                row.update(status=DeliveryStatus.queued.value, address=address, next_attempt_at=now)
+            else:
+                what = "mobile number" if channel == Channel.sms else "email address"
+                error = f"the person has no {what} on record (or the account is not active)"
+                row.update(status=DeliveryStatus.failed.value, last_error=error)
+                failed.append(
+                    DeliveryOutcome(
+                        delivery_id=str(row["id"]),
+                        message_id=message.id,
+                        user_id=user_id,
+                        channel=channel.value,
+                        attempts=0,
+                        error=error,
+                    )
+                )
+        rows.append(row)
     event = MessageSent(
         message_id=message.id,
         template_id=template.id,
@@ -151,6 +223,8 @@ async def send(
         conn = await s.connection()  # one executemany for every recipient, no ORM objects
         await conn.execute(insert(Delivery), rows)
         emit(s, MESSAGE_SENT, event, source=SOURCE, subject=message.id)
+        for outcome in failed:
+            emit(s, DELIVERY_FAILED, outcome, source=SOURCE, subject=outcome.delivery_id)
         await s.commit()
     except IntegrityError:  # the same reference, sent at the same moment by a retry
         await s.rollback()
@@ -158,12 +232,25 @@ async def send(
         if again is None:
             raise
         return _replayed(again, template), False
-    return to_public(message), True
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
+    return to_public(message, counts), True
 
 
-def to_public(m: Message, read: int = 0) -> MessagePublic:
-    """The sender's view of a message."""
-    return MessagePublic.model_validate({**m.model_dump(warnings=False), "read": read})
+def to_public(m: Message, counts: dict[str, int] | None = None) -> MessagePublic:
+    """The sender's view of a message, with its deliveries counted by state (read ones count as delivered too)."""
+    c = counts or {}
+    read = c.get(DeliveryStatus.read, 0)
+    return MessagePublic.model_validate(
+        {
+            **m.model_dump(warnings=False),
+            "read": read,
+            "delivered": c.get(DeliveryStatus.delivered, 0) + read,
+            "queued": c.get(DeliveryStatus.queued, 0),
+            "failed": c.get(DeliveryStatus.failed, 0),
+        }
+    )
 
 
 async def get_message(s: AsyncSession, message_id: str, sender: Sender) -> MessagePublic:
@@ -171,12 +258,29 @@ async def get_message(s: AsyncSession, message_id: str, sender: Sender) -> Messa
     message = await s.get(Message, message_id)
     if message is None or not (sender.admin or message.sender_client_id == sender.client_id):
         raise Problem(404, f"no message {message_id}", type="not-found")
-    read = await s.scalar(
-        select(func.count())
-        .select_from(Delivery)
-        .where(Delivery.message_id == message_id, Delivery.status == DeliveryStatus.read)
+    counted = await s.exec(
+        select(Delivery.status, func.count()).where(Delivery.message_id == message_id).group_by(Delivery.status)
     )
-    return to_public(message, int(read or 0))
+    counts = {str(status): int(n) for status, n in counted.all()}
+    return to_public(message, counts)
+
+
+async def deliveries(
+    s: AsyncSession, message_id: str, sender: Sender, *, limit: int, cursor: str | None
+) -> Page[DeliveryStatusPublic]:
+    """A message's deliveries, one per recipient, addresses masked; only its sending app (or an administrator)."""
+    await get_message(s, message_id, sender)
+    after = decode_cursor(cursor)
+    stmt = select(Delivery).where(Delivery.message_id == message_id).order_by(col(Delivery.id)).limit(limit + 1)
+    if after is not None:
+        stmt = stmt.where(col(Delivery.id) > str(after.get("id", "")))
+    rows = [
+        DeliveryStatusPublic.model_validate(
+            {**d.model_dump(warnings=False), "address": mask_address(d.address) if d.address else None}
+        )
+        for d in (await s.exec(stmt)).all()
+    ]
+    return page_of(rows, limit, lambda d: {"id": d.id})
 
 
 def _delivery(d: Delivery) -> DeliveryPublic:
@@ -186,7 +290,12 @@ def _delivery(d: Delivery) -> DeliveryPublic:
 async def inbox(s: AsyncSession, user_id: str, *, limit: int, cursor: str | None, unread: bool) -> InboxPage:
     """A person's inbox, newest first (ids are time-ordered)."""
     after = decode_cursor(cursor)
-    stmt = select(Delivery).where(Delivery.user_id == user_id).order_by(col(Delivery.id).desc()).limit(limit + 1)
+    stmt = (
+        select(Delivery)
+        .where(Delivery.user_id == user_id, Delivery.channel == Channel.inbox)
+        .order_by(col(Delivery.id).desc())
+        .limit(limit + 1)
+    )
     if after is not None:
         stmt = stmt.where(col(Delivery.id) < str(after.get("id", "")))
     if unread:
@@ -197,7 +306,9 @@ async def inbox(s: AsyncSession, user_id: str, *, limit: int, cursor: str | None
     count = await s.scalar(
         select(func.count())
         .select_from(Delivery)
-        .where(Delivery.user_id == user_id, Delivery.status == DeliveryStatus.delivered)
+        .where(
+            Delivery.user_id == user_id, Delivery.channel == Channel.inbox, Delivery.status == DeliveryStatus.delivered
+        )
     )
     return InboxPage(
         items=[_delivery(d) for d in rows],
@@ -214,11 +325,13 @@ async def read(s: AsyncSession, user_id: str, delivery_id: str) -> DeliveryPubli
         .where(
             col(Delivery.id) == delivery_id,
             col(Delivery.user_id) == user_id,
+            col(Delivery.channel) == Channel.inbox,
             col(Delivery.status) == DeliveryStatus.delivered,
         )
         .values(status=DeliveryStatus.read.value, read_at=now)
     )
-    item = (await s.exec(select(Delivery).where(Delivery.id == delivery_id, Delivery.user_id == user_id))).first()
+    mine = (Delivery.id == delivery_id, Delivery.user_id == user_id, Delivery.channel == Channel.inbox)
+    item = (await s.exec(select(Delivery).where(*mine))).first()
     if item is None:
         await s.rollback()
         raise Problem(404, f"no message {delivery_id} in this inbox", type="not-found")

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -19,9 +19,11 @@ CODE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,99}$"
 
 
 class Channel(StrEnum):
-    """Where a delivery goes. The inbox (站内信) is served here; more channels come with their providers."""
+    """Where a delivery goes: the inbox (站内信) kept here, or a text message or email through a provider."""
 
     inbox = "inbox"
+    sms = "sms"
+    email = "email"
 
 
 class TemplateStatus(StrEnum):
@@ -32,9 +34,12 @@ class TemplateStatus(StrEnum):
 
 
 class DeliveryStatus(StrEnum):
-    """An inbox delivery is delivered when stored and read when its recipient opens it."""
+    """An inbox delivery is delivered when stored and read when opened; an SMS or email waits (queued) for the
+    dispatcher, which hands it to the provider (delivered) or gives up after its attempts (failed)."""
 
+    queued = "queued"
     delivered = "delivered"
+    failed = "failed"
     read = "read"
 
 
@@ -82,6 +87,7 @@ class Delivery(SQLModel, table=True):
         UniqueConstraint("message_id", "user_id", name="uq_message_delivery_recipient"),
         Index("ix_message_delivery_inbox", "user_id", "id"),
         Index("ix_message_delivery_unread", "user_id", "status"),
+        Index("ix_message_delivery_due", "status", "next_attempt_at"),
     )
 
     id: str = Field(sa_column=Column(String(36), primary_key=True))
@@ -93,6 +99,13 @@ class Delivery(SQLModel, table=True):
     status: str = Field(default=DeliveryStatus.delivered, sa_column=Column(String(16), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
     read_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    #: the mobile number or email address (SMS and email); kept with the delivery, as sent
+    address: str | None = Field(default=None, sa_column=Column(String(320)))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    #: when the dispatcher may (again) try a queued delivery; also its claim while an attempt is under way
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    last_error: str | None = Field(default=None, sa_column=Column(String(500)))
 
 
 # --- API models ---
@@ -104,8 +117,16 @@ class TemplateCreate(BaseModel):
     code: str = PField(pattern=CODE_PATTERN, description="stable name senders and events refer to")
     name: str = PField(min_length=1, max_length=200)
     channel: Channel = Channel.inbox
-    subject: str = PField(min_length=1, max_length=500, description="may hold ((placeholders))")
+    subject: str = PField(
+        "", max_length=500, description="may hold ((placeholders)); required for the inbox and email, unused by SMS"
+    )
     body: str = PField(min_length=1, max_length=10_000, description="plain text with ((placeholders))")
+
+    @model_validator(mode="after")
+    def _subject_where_shown(self) -> TemplateCreate:
+        if self.channel != Channel.sms and not self.subject.strip():
+            raise ValueError(f"a {self.channel} template needs a subject")
+        return self
 
 
 class TemplateUpdate(BaseModel):
@@ -165,6 +186,9 @@ class MessagePublic(BaseModel):
     reference: str | None = None
     recipients: int
     read: int = PField(0, description="deliveries their recipient has opened")
+    queued: int = PField(0, description="SMS and email deliveries not handed to the provider yet")
+    delivered: int = PField(0, description="deliveries in the inbox or handed to the provider")
+    failed: int = PField(0, description="deliveries that could not be made (no address, provider refused)")
     created_at: datetime
 
 
@@ -186,3 +210,18 @@ class InboxPage(BaseModel):
     items: list[DeliveryPublic]
     next_cursor: str | None = None
     unread: int = PField(description="unread items in the whole inbox")
+
+
+class DeliveryStatusPublic(BaseModel):
+    """One recipient's delivery as the sender sees it (the address masked)."""
+
+    id: str
+    user_id: str
+    channel: Channel
+    status: DeliveryStatus
+    address: str | None = PField(None, description="masked mobile number or email address")
+    attempts: int
+    last_error: str | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+    read_at: datetime | None = None

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from tongban_kit.app import SessionDep
+from tongban_kit.pagination import Page
 from tongban_kit.problems import problem_responses
 from tongban_message import messages
 from tongban_message.api.deps import AUTH_RESPONSES, Cursor, Limit, ReaderDep, RpcDep, SenderDep, SettingsDep
-from tongban_message.models import DeliveryPublic, InboxPage, MessageCreate, MessagePublic
+from tongban_message.dispatcher import Dispatcher
+from tongban_message.models import (
+    Channel,
+    DeliveryPublic,
+    DeliveryStatusPublic,
+    InboxPage,
+    MessageCreate,
+    MessagePublic,
+)
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 ItemId = Annotated[str, Path(min_length=1, max_length=36)]
@@ -25,15 +34,25 @@ ItemId = Annotated[str, Path(min_length=1, max_length=36)]
     | {200: {"description": "Sent before with this reference: the earlier message, nothing sent again"}},
 )
 async def send_message(
-    body: MessageCreate, s: SessionDep, sender: SenderDep, rpc: RpcDep, settings: SettingsDep, response: Response
+    body: MessageCreate,
+    s: SessionDep,
+    sender: SenderDep,
+    rpc: RpcDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> MessagePublic:
-    """Render a template for each recipient (people by account id, or the members of an organisation unit) and
-    deliver it to their inboxes."""
+    """Render a template for each recipient (people by account id, or the members of an organisation unit): into
+    their inboxes, or queued as SMS or email to their numbers and addresses from the user directory."""
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    channels = frozenset({Channel.inbox, *dispatcher.providers})
     message, new = await messages.send(
-        s, body, sender, rpc, limit=settings.max_recipients, timeout=settings.rpc_timeout_seconds
+        s, body, sender, rpc, limit=settings.max_recipients, timeout=settings.rpc_timeout_seconds, channels=channels
     )
     if not new:
         response.status_code = 200
+    elif message.queued:
+        dispatcher.wake()
     return message
 
 
@@ -61,3 +80,15 @@ async def mark_read(delivery_id: ItemId, s: SessionDep, user_id: ReaderDep) -> D
 async def get_message(message_id: ItemId, s: SessionDep, sender: SenderDep) -> MessagePublic:
     """A message of this app, with how many of its recipients opened it."""
     return await messages.get_message(s, message_id, sender)
+
+
+@router.get(
+    "/{message_id}/deliveries",
+    summary="The deliveries of a message I sent",
+    responses=AUTH_RESPONSES | problem_responses(400, 404, 422),
+)
+async def list_deliveries(
+    message_id: ItemId, s: SessionDep, sender: SenderDep, limit: Limit = 50, cursor: Cursor = None
+) -> Page[DeliveryStatusPublic]:
+    """One per recipient: state, attempts, the last error, the address masked."""
+    return await messages.deliveries(s, message_id, sender, limit=limit, cursor=cursor)
