@@ -36,7 +36,9 @@ class Outbox:
     sent: list[dict[str, object]] = field(default_factory=list)
     fail: bool = False
 
-    async def deliver(self, *, channel: str, destination: str, code: str, expires_in: int) -> None:
+    async def deliver(
+        self, *, channel: str, destination: str, code: str, expires_in: int, user_id: str, reference: str
+    ) -> None:
         if self.fail:
             raise ConnectionError("gateway down")
         self.sent.append({"channel": channel, "destination": destination, "code": code, "expires_in": expires_in})
@@ -76,16 +78,21 @@ def test_the_log_channel_is_refused_outside_dev(environment: str) -> None:
         otp.make_deliverer(settings)
 
 
-def test_the_message_channel_fails_clearly_until_it_exists() -> None:
-    with pytest.raises(otp.DeliveryUnavailable, match="message service"):
-        otp.make_deliverer(make_settings(environment="dev", otp_channel="message"))
+def test_the_message_channel_needs_the_bus() -> None:
+    settings = make_settings(environment="prod", otp_channel="message")
+    with pytest.raises(otp.DeliveryUnavailable, match="otp_channel=message"):
+        otp.make_deliverer(settings)  # no RPC client to reach the message service with
+    deliverer = otp.make_deliverer(settings, lambda: None)
+    assert isinstance(deliverer, otp.MessageDeliverer)  # any environment: the message service delivers for real
 
 
 async def test_the_log_channel_writes_the_code_in_dev(caplog: pytest.LogCaptureFixture) -> None:
     deliverer = otp.make_deliverer(make_settings(environment="dev"))
     assert isinstance(deliverer, otp.LogDeliverer)
     with caplog.at_level(logging.WARNING, logger="tongban_auth.otp"):
-        await deliverer.deliver(channel="sms", destination="13800138000", code="042917", expires_in=300)
+        await deliverer.deliver(
+            channel="sms", destination="13800138000", code="042917", expires_in=300, user_id="u-1", reference="otp-1"
+        )
     assert "042917" in caplog.text and "138****8000" in caplog.text and "13800138000" not in caplog.text
 
 

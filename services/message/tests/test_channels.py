@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tongban_kit.demo import demo_user_id
@@ -153,3 +154,30 @@ def test_addresses_are_masked() -> None:
     assert mask_address("13800138000") == "138****8000"
     assert mask_address("zhang.san@example.gov.cn") == "z***@example.gov.cn"
     assert mask_address("12") == "***"
+
+
+async def test_the_auth_service_sends_one_time_codes_through_this_service(message_app: FastAPI) -> None:
+    from tongban_auth.otp import DeliveryFailed, MessageDeliverer
+
+    deliverer = MessageDeliverer(lambda: message_app.state.runtime.rpc)  # as the auth service builds it
+    reference = f"otp-{secrets.token_hex(4)}"
+    await deliverer.deliver(
+        channel="sms", destination="13800138000", code="305118", expires_in=300, user_id=CITIZEN, reference=reference
+    )
+    provider = message_app.state.providers["sms"]
+
+    async def sent() -> bool | None:
+        return True if any("305118" in x.body for x in provider.sent) else None
+
+    await eventually(sent, what="the code handed to the SMS provider")
+    item = next(x for x in provider.sent if "305118" in x.body)
+    assert item.address == "13800138000" and item.body == "【通办】您的验证码为305118，5分钟内有效。请勿告诉他人。"
+    # a retry with the same reference sends nothing twice
+    await deliverer.deliver(
+        channel="sms", destination="13800138000", code="305118", expires_in=300, user_id=CITIZEN, reference=reference
+    )
+    assert sum("305118" in x.body for x in provider.sent) == 1
+    with pytest.raises(DeliveryFailed):
+        await deliverer.deliver(
+            channel="sms", destination="x", code="1", expires_in=300, user_id="nobody", reference="otp-nobody"
+        )

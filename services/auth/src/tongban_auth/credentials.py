@@ -666,7 +666,12 @@ async def send_otp(
         await s.commit()
     try:
         await deliverer.deliver(
-            channel=channel, destination=destination, code=code, expires_in=int(otp.LIFETIME.total_seconds())
+            channel=channel,
+            destination=destination,
+            code=code,
+            expires_in=int(otp.LIFETIME.total_seconds()),
+            user_id=user_id,
+            reference=f"otp-{row.id}",
         )
     except Exception:
         log.exception("one-time code delivery failed", extra={"channel": channel})

@@ -18,6 +18,7 @@ from tongban_auth.tokens import Signer
 from tongban_auth.web import Pages
 from tongban_kit.app import Runtime, create_service_app
 from tongban_kit.contracts import ServiceDescriptor
+from tongban_kit.rpc import RpcClient
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     box = keys.make_box(settings)
 
-    deliverer = _otp_deliverer(settings)
+    deliverer = _otp_deliverer(settings, lambda: app.state.runtime.rpc)
 
     async def start(rt: Runtime) -> None:
         await keys.ensure_keys(rt.db, settings, box)
@@ -74,12 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _otp_deliverer(settings: Settings) -> otp.Deliverer | None:
+def _otp_deliverer(settings: Settings, rpc: Callable[[], RpcClient | None]) -> otp.Deliverer | None:
     """Where one-time codes go; outside development a missing channel stops the service at start."""
     if settings.otp_channel == "none":
         return None
     try:
-        return otp.make_deliverer(settings)
+        return otp.make_deliverer(settings, rpc)
     except otp.DeliveryUnavailable as exc:
         if settings.environment == "prod":
             raise

@@ -2,10 +2,10 @@
 
 Only a keyed digest of a code is stored (HMAC-SHA256 with a key derived from the key-encryption key and bound to
 the challenge id: a 6-digit code under a plain hash would fall to a million guesses by anyone reading the table),
-and only a masked destination. Codes leave through a `Deliverer`; the one implementation now, `LogDeliverer`,
-writes them to the log and exists only in the development environment. The message-service channel
-(`otp_channel="message"`) will deliver through the message service; until it exists, `make_deliverer` refuses it
-so the service does not start with a channel that cannot deliver.
+and only a masked destination. Codes leave through a `Deliverer`: `MessageDeliverer` (`otp_channel="message"`)
+sends them through the message service (`message.rpc.send`, templates `auth.otp.sms` and `auth.otp.email`), which
+takes the person's number or address from the user directory and hands the text to its SMS or email provider;
+`LogDeliverer` writes them to the log and exists only in the development environment.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -27,7 +28,10 @@ from tongban_auth.config import Settings
 from tongban_auth.models import OtpChallenge
 from tongban_kit.ids import new_id
 from tongban_kit.outbox import utcnow
+from tongban_kit.rpc import RpcClient, RpcError
 from tongban_kit.secrets import derive_key
+from tongban_message.contract import RPC_SEND, SendRequest
+from tongban_message.models import MessagePublic, Recipients
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,11 @@ class DeliveryUnavailable(RuntimeError):
 class Deliverer(Protocol):
     """Sends a one-time code to a person's phone or mailbox."""
 
-    async def deliver(self, *, channel: str, destination: str, code: str, expires_in: int) -> None:
-        """Deliver `code` to `destination` (unmasked) over `channel` (`sms` or `email`)."""
+    async def deliver(
+        self, *, channel: str, destination: str, code: str, expires_in: int, user_id: str, reference: str
+    ) -> None:
+        """Deliver `code` to the person `user_id` at `destination` (unmasked) over `channel` (`sms` or `email`);
+        `reference` names this code (a retried send must not send twice). Raises when it cannot be sent."""
         ...
 
 
@@ -65,7 +72,9 @@ class LogDeliverer:
                 f"(environment={settings.environment})"
             )
 
-    async def deliver(self, *, channel: str, destination: str, code: str, expires_in: int) -> None:
+    async def deliver(
+        self, *, channel: str, destination: str, code: str, expires_in: int, user_id: str, reference: str
+    ) -> None:
         """Log the code with the masked destination."""
         log.warning(
             "development one-time code %s for %s via %s (valid %ss)",
@@ -76,14 +85,46 @@ class LogDeliverer:
         )
 
 
-def make_deliverer(settings: Settings) -> Deliverer:
+class DeliveryFailed(RuntimeError):
+    """The message service could not send the code (no number or address on record, or no provider)."""
+
+
+class MessageDeliverer:
+    """Sends codes through the message service over NATS; the code counts as sent once it is queued there."""
+
+    def __init__(self, rpc: Callable[[], RpcClient | None], timeout: float = 5.0) -> None:
+        self.rpc = rpc
+        self.timeout = timeout
+
+    async def deliver(
+        self, *, channel: str, destination: str, code: str, expires_in: int, user_id: str, reference: str
+    ) -> None:
+        """Ask the message service to send template `auth.otp.<channel>` to the person."""
+        rpc = self.rpc()
+        if rpc is None:
+            raise DeliveryFailed("the service is not connected to NATS yet")
+        request = SendRequest(
+            sender="auth",
+            template_code=f"auth.otp.{channel}",
+            to=Recipients(user_ids=[user_id]),
+            personalisation={"code": code, "minutes": max(1, expires_in // 60)},
+            reference=reference,
+        )
+        try:
+            sent = await rpc.call(RPC_SEND, request, MessagePublic, timeout=self.timeout)
+        except RpcError as exc:
+            raise DeliveryFailed(f"the message service did not take the code: {exc.description}") from None
+        if sent.failed or not (sent.queued or sent.delivered):
+            raise DeliveryFailed(f"the message service has no {channel} address for the person")
+
+
+def make_deliverer(settings: Settings, rpc: Callable[[], RpcClient | None] | None = None) -> Deliverer:
     """The deliverer for `settings.otp_channel`; raises DeliveryUnavailable when it cannot be used (call at start)."""
     if settings.otp_channel == "log":
         return LogDeliverer(settings)
-    raise DeliveryUnavailable(
-        f"otp_channel={settings.otp_channel}: delivery through the message service is not available yet; "
-        "use otp_channel=log in development"
-    )
+    if settings.otp_channel == "message" and rpc is not None:
+        return MessageDeliverer(rpc)
+    raise DeliveryUnavailable(f"otp_channel={settings.otp_channel} cannot deliver codes here")
 
 
 def mask_mobile(mobile: str) -> str:

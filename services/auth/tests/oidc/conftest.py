@@ -36,8 +36,10 @@ class RecordingDeliverer:
     def __init__(self, outbox: list[dict[str, Any]]) -> None:
         self.outbox = outbox
 
-    async def deliver(self, *, channel: str, destination: str, code: str, expires_in: int) -> None:
-        self.outbox.append({"channel": channel, "destination": destination, "code": code})
+    async def deliver(
+        self, *, channel: str, destination: str, code: str, expires_in: int, user_id: str, reference: str
+    ) -> None:
+        self.outbox.append({"channel": channel, "destination": destination, "code": code, "reference": reference})
 
 
 @dataclass

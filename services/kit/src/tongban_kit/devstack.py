@@ -109,9 +109,13 @@ class DevStack:
                     f"{prefix}DATABASE_URL": f"sqlite+aiosqlite:///{self.data}/{name}.db",
                     f"{prefix}OIDC_ISSUER": issuer,
                     f"{prefix}OIDC_JWKS_URL": jwks,
-                    # development only: the demo app's own token (client_credentials, admin scope) may manage apps
+                    # development only: the demo app's own token may manage apps; one-time codes go through the
+                    # message service (whose SMS and email providers write them to its log)
                     **(
-                        {f"{prefix}BOOTSTRAP_ADMINS": json.dumps([demo_user_id("demo-admin"), "demo-app"])}
+                        {
+                            f"{prefix}BOOTSTRAP_ADMINS": json.dumps([demo_user_id("demo-admin"), "demo-app"]),
+                            f"{prefix}OTP_CHANNEL": "message" if "message" in services else "log",
+                        }
                         if name == "auth"
                         else {}
                     ),

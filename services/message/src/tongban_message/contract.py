@@ -1,14 +1,16 @@
-"""What the message service declares on the bus: its stream and events."""
+"""What the message service declares on the bus: its stream, events and RPC endpoints."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tongban_kit.app import ServiceContract
 from tongban_kit.events import EventSpec
 from tongban_kit.nats import StreamSpec
+from tongban_kit.rpc import RpcSpec
+from tongban_message.models import MessageCreate, MessagePublic
 
 VERSION = "0.1.0"
 
@@ -57,10 +59,26 @@ DELIVERY_FAILED = EventSpec(
     "An SMS or email could not be delivered (no address, refused, or out of attempts).",
 )
 
+
+class SendRequest(MessageCreate):
+    """Request of message.rpc.send: a message sent by another service (which names itself as the sender)."""
+
+    sender: str = Field(pattern=r"^[a-z][a-z0-9-]{1,49}$", description="the calling service, e.g. auth")
+
+
+RPC_SEND = RpcSpec(
+    "send",
+    "message.rpc.send",
+    SendRequest,
+    MessagePublic,
+    "Send a template to people (for services: one-time codes, case progress, work notices).",
+)
+
 CONTRACT = ServiceContract(
     name="message",
     version=VERSION,
     description="Messages (消息体系): templates, messages and per-recipient deliveries; the inbox (站内信).",
     streams=(StreamSpec("MESSAGE_EVENTS", ("message.*.*.v1",), "Events of the message service"),),
     events=(MESSAGE_SENT, DELIVERY_READ, DELIVERY_DELIVERED, DELIVERY_FAILED),
+    rpcs=(RPC_SEND,),
 )

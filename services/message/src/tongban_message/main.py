@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 
 from tongban_kit.app import Runtime, create_service_app
 from tongban_kit.bearer import BearerAuth, bearer_from_settings
 from tongban_kit.contracts import ServiceDescriptor
+from tongban_message import messages as sending
 from tongban_message.api.routes import messages, templates
 from tongban_message.config import Settings
-from tongban_message.contract import CONTRACT
+from tongban_message.contract import CONTRACT, RPC_SEND, SendRequest
 from tongban_message.dispatcher import Dispatcher
+from tongban_message.messages import Sender
+from tongban_message.models import Channel, MessageCreate, MessagePublic
 from tongban_message.providers import make_providers
+from tongban_message.seed import ensure_system_templates
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +42,36 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
     providers = make_providers(settings)
 
     async def start(rt: Runtime) -> None:
+        made = await ensure_system_templates(rt.db)
+        if made:
+            log.info("system templates made", extra={"templates": made})
         # SMS and email go out from every replica's dispatcher
         rt.background.append(asyncio.create_task(app.state.dispatcher.run(), name="message-dispatcher"))
         if bearer is None:
             log.warning("no token issuer configured (TONGBAN_MESSAGE_OIDC_ISSUER): the API answers 503 until one is")
         else:
             await bearer.start(rt.bus)  # follow token revocations
+
+    def rpc_handlers(rt: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+        async def send(request: SendRequest) -> MessagePublic:
+            assert rt.rpc is not None
+            dispatcher: Dispatcher = app.state.dispatcher
+            body = MessageCreate.model_validate(request.model_dump(exclude={"sender"}))
+            async with rt.db.session() as s:
+                message, new = await sending.send(
+                    s,
+                    body,
+                    Sender(client_id=f"service:{request.sender}", sub=None),
+                    rt.rpc,
+                    limit=settings.max_recipients,
+                    timeout=settings.rpc_timeout_seconds,
+                    channels=frozenset({Channel.inbox, *dispatcher.providers}),
+                )
+            if new and message.queued:
+                dispatcher.wake()
+            return message
+
+        return {RPC_SEND.name: send}
 
     async def stop(rt: Runtime) -> None:
         if bearer is not None:
@@ -54,6 +84,7 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         title="Tongban message service",
         summary="消息体系: templates, messages, the inbox",
         openapi_tags=TAGS,
+        rpc_handlers=rpc_handlers,
         on_startup=start,
         on_shutdown=stop,
     )

@@ -118,10 +118,17 @@ async def _existing(s: AsyncSession, sender: Sender, reference: str | None) -> M
     return (await s.exec(stmt)).first()
 
 
-def _replayed(existing: Message, template: Template) -> MessagePublic:
+async def _replayed(s: AsyncSession, existing: Message, template: Template) -> MessagePublic:
     if existing.template_id != template.id:
         raise Problem(409, "this reference was used for another message of this sender", type="reference-conflict")
-    return to_public(existing)
+    return to_public(existing, await _counts(s, existing.id))
+
+
+async def _counts(s: AsyncSession, message_id: str) -> dict[str, int]:
+    counted = await s.exec(
+        select(Delivery.status, func.count()).where(Delivery.message_id == message_id).group_by(Delivery.status)
+    )
+    return {str(status): int(n) for status, n in counted.all()}
 
 
 async def send(
@@ -142,7 +149,7 @@ async def send(
     template = await _template(s, body)
     existing = await _existing(s, sender, body.reference)
     if existing is not None:
-        return _replayed(existing, template), False
+        return await _replayed(s, existing, template), False
     if template.status != TemplateStatus.active:
         raise Problem(409, f"template {template.code} is archived", type="template-archived")
     channel = Channel(template.channel)
@@ -231,7 +238,7 @@ async def send(
         again = await _existing(s, sender, body.reference)
         if again is None:
             raise
-        return _replayed(again, template), False
+        return await _replayed(s, again, template), False
     counts: dict[str, int] = {}
     for row in rows:
         counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
@@ -258,11 +265,7 @@ async def get_message(s: AsyncSession, message_id: str, sender: Sender) -> Messa
     message = await s.get(Message, message_id)
     if message is None or not (sender.admin or message.sender_client_id == sender.client_id):
         raise Problem(404, f"no message {message_id}", type="not-found")
-    counted = await s.exec(
-        select(Delivery.status, func.count()).where(Delivery.message_id == message_id).group_by(Delivery.status)
-    )
-    counts = {str(status): int(n) for status, n in counted.all()}
-    return to_public(message, counts)
+    return to_public(message, await _counts(s, message_id))
 
 
 async def deliveries(
