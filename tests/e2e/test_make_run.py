@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import httpx
 
 from tongban_kit.demo import DEMO_PASSWORD
 from tongban_kit.natsserver import free_port
-from tongban_kit.testing.browser import sign_in
+from tongban_kit.testing.browser import Browser, Page, sign_in
 
 DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
@@ -35,7 +36,7 @@ def _call(method: str, url: str, body: Any = None, headers: dict[str, str] | Non
         return e.code, json.loads(e.read())
 
 
-async def _sign_in_both(base: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _sign_in_both(base: str, logs: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     async with httpx.AsyncClient(timeout=20) as http:
         admin = await sign_in(
             http,
@@ -48,6 +49,8 @@ async def _sign_in_both(base: str) -> tuple[dict[str, Any], dict[str, Any]]:
             password=DEMO_PASSWORD,
         )
     async with httpx.AsyncClient(timeout=20) as http:
+        # the citizen's app asks for a second factor: a text message, sent by the message service (its development
+        # provider writes it to the message service's log)
         citizen = await sign_in(
             http,
             base,
@@ -56,8 +59,24 @@ async def _sign_in_both(base: str) -> tuple[dict[str, Any], dict[str, Any]]:
             scope="openid profile user:read message:read",
             login="demo-citizen",
             password=DEMO_PASSWORD,
+            acr_values="urn:tongban:acr:mfa",
+            second_factor=lambda b, page: _sms_code(b, page, logs / "message.log"),
         )
     return admin, citizen
+
+
+async def _sms_code(b: Browser, page: Page, message_log: Path) -> Page | str:
+    sent = await b.submit(page, "/oauth2/mfa", {"op": "send", "method": "sms"})
+    assert isinstance(sent, Page) and sent.status == 200 and "138****8000" in sent.text, sent.alerts
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        text = await asyncio.to_thread(message_log.read_text, errors="replace")
+        codes = re.findall(r"138\*{4}8000: .*?验证码为(\d{6})", text)
+        if codes:
+            return await b.submit(sent, "/oauth2/mfa", {"op": "verify", "method": "sms", "code": codes[-1]})
+        await asyncio.sleep(0.2)
+    text = await asyncio.to_thread(message_log.read_text, errors="replace")
+    raise AssertionError("no text message in the message service's log:\n" + text[-2000:])
 
 
 def _bearer(tokens: dict[str, Any]) -> dict[str, str]:
@@ -86,8 +105,11 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         assert any(base + "/api/v1/orgs/units" in x for x in lines)
 
         # the administrator and a citizen sign in through the gateway, as their apps would send them
-        admin_tokens, citizen_tokens = asyncio.run(_sign_in_both(base))
+        admin_tokens, citizen_tokens = asyncio.run(_sign_in_both(base, tmp_path / "data" / "logs"))
         ADMIN = _bearer(admin_tokens)
+        payload = citizen_tokens["id_token"].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["acr"] == "urn:tongban:acr:mfa" and "pwd" in claims["amr"] and "mfa" in claims["amr"]
 
         status, problem = _call("GET", f"{base}/api/v1/orgs/units?limit=1")
         assert status == 401 and problem["status"] == 401

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -150,8 +151,11 @@ async def sign_in(
     login: str,
     password: str,
     client_secret: str | None = None,
+    acr_values: str | None = None,
+    second_factor: Callable[[Browser, Page], Awaitable[Page | str]] | None = None,
 ) -> dict[str, Any]:
-    """Run the authorization code flow with PKCE through the HTML pages (login, consent) and return the tokens."""
+    """Run the authorization code flow with PKCE through the HTML pages (login, second factor, consent) and return
+    the tokens; `second_factor` answers the MFA page when one is shown."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(8)
     query = urlencode(
@@ -163,12 +167,15 @@ async def sign_in(
             "state": state,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
+            **({"acr_values": acr_values} if acr_values else {}),
         }
     )
     b = Browser(client, redirect_uri)
     page = await b.open(f"{issuer}/oauth2/authorize?{query}")
     if isinstance(page, Page) and any("/oauth2/login" in f.action for f in page.forms):
         page = await b.submit(page, "/oauth2/login", {"login": login, "password": password})
+    if isinstance(page, Page) and second_factor is not None and any("/oauth2/mfa" in f.action for f in page.forms):
+        page = await second_factor(b, page)
     if isinstance(page, Page) and any("/oauth2/consent" in f.action for f in page.forms):
         page = await b.submit(page, "/oauth2/consent", button=("decision", "approve"))
     if not isinstance(page, str):
