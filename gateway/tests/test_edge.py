@@ -54,6 +54,9 @@ async def test_preflight_from_a_registered_origin(edge: Gateway) -> None:
     assert "access-control-allow-credentials" not in resp.headers  # tokens travel in headers, not cookies
     assert "Origin" in resp.headers["vary"]
     assert_security_headers(resp)
+    async with httpx.AsyncClient(base_url=edge.url) as c:
+        metrics = (await c.get("/metrics")).text
+    assert 'route="cors-preflight"' in metrics and 'route="unmatched"' not in metrics
 
 
 async def test_preflight_from_another_origin_is_refused(edge: Gateway) -> None:

@@ -84,6 +84,15 @@ def _token_env(service: str, jwks: str) -> dict[str, str]:
     return {f"{prefix}OIDC_ISSUER": ISSUER.issuer, f"{prefix}OIDC_JWKS_URL": jwks}
 
 
+def _serve(service: str, db: str, nats: tuple[str, str], logs: Path, env: dict[str, str]) -> Iterator[Proc]:
+    """A service process on its own port, stopped when the module's tests are done."""
+    port = free_port()
+    full = service_env(service, db, nats[0], nats[1], port) | env
+    p = start_process(f"tongban_{service}", full, port, logs / f"{service}.log", ("serve",))
+    yield p
+    stop_process(p)
+
+
 @pytest.fixture(scope="module")
 def org_api(
     org_db: str,
@@ -94,11 +103,8 @@ def org_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
     """An org service process that accepts the test issuer's tokens."""
-    port = free_port()
-    env = service_env("org", org_db, nats_url, nats_namespace, port) | _token_env("org", jwks_url)
-    p = start_process("tongban_org", env, port, tmp_path_factory.mktemp("logs") / "org.log", ("serve",))
-    yield p
-    stop_process(p)
+    logs = tmp_path_factory.mktemp("logs")
+    yield from _serve("org", org_db, (nats_url, nats_namespace), logs, _token_env("org", jwks_url))
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +117,8 @@ def user_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
     """A user service process (next to the org service it asks) that accepts the test issuer's tokens."""
-    port = free_port()
-    env = service_env("user", user_db, nats_url, nats_namespace, port) | _token_env("user", jwks_url)
-    p = start_process("tongban_user", env, port, tmp_path_factory.mktemp("logs") / "user.log", ("serve",))
-    yield p
-    stop_process(p)
+    logs = tmp_path_factory.mktemp("logs")
+    yield from _serve("user", user_db, (nats_url, nats_namespace), logs, _token_env("user", jwks_url))
 
 
 @pytest.fixture(scope="module")
@@ -127,30 +130,23 @@ def auth_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
     """An auth service process (next to the user and org services it asks) whose demo app may administer apps."""
-    port = free_port()
-    env = service_env("auth", auth_db, nats_url, nats_namespace, port) | {
-        "TONGBAN_AUTH_BOOTSTRAP_ADMINS": json.dumps(["demo-app"])
-    }
-    p = start_process("tongban_auth", env, port, tmp_path_factory.mktemp("logs") / "auth.log", ("serve",))
-    yield p
-    stop_process(p)
+    logs = tmp_path_factory.mktemp("logs")
+    admins = {"TONGBAN_AUTH_BOOTSTRAP_ADMINS": json.dumps(["demo-app"])}
+    yield from _serve("auth", auth_db, (nats_url, nats_namespace), logs, admins)
 
 
 @pytest.fixture(scope="module")
 def message_api(
     message_db: str,
-    org_api: Proc,
+    user_api: Proc,
     nats_url: str,
     nats_namespace: str,
     jwks_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
-    """A message service process (next to the org service it asks) that accepts the test issuer's tokens."""
-    port = free_port()
-    env = service_env("message", message_db, nats_url, nats_namespace, port) | _token_env("message", jwks_url)
-    p = start_process("tongban_message", env, port, tmp_path_factory.mktemp("logs") / "message.log", ("serve",))
-    yield p
-    stop_process(p)
+    """A message service process (next to the org and user services it asks) accepting the test issuer's tokens."""
+    logs = tmp_path_factory.mktemp("logs")
+    yield from _serve("message", message_db, (nats_url, nats_namespace), logs, _token_env("message", jwks_url))
 
 
 def run_schemathesis(url: str, headers: list[str], report_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tongban_gateway.config import Settings
 from tongban_gateway.origins import OriginDirectory
+from tongban_kit.observe import ROUTE_TEMPLATE
 from tongban_kit.problems import problem_response
 
 #: methods a browser app may use cross-origin
@@ -57,6 +58,7 @@ class EdgeMiddleware:
                 preflight_headers = v
         allowed = origin is not None and self.origins.allows(origin)
         if scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None:
+            scope[ROUTE_TEMPLATE] = "cors-preflight"  # the metrics label: answered here, never proxied
             await self._preflight(scope, receive, send, origin if allowed else None, preflight_headers)
             return
         cors = allowed and origin is not None

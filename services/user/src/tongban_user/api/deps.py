@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Query, Request, Security
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 
 from tongban_kit.app import SessionDep
-from tongban_kit.bearer import BearerAuth
 from tongban_kit.bearer import Principal as TokenPrincipal
-from tongban_kit.problems import Problem, problem_responses
+from tongban_kit.bearer import app_requires
+from tongban_kit.problems import problem_responses
 from tongban_user.access import ADMIN_SCOPE, PII_SCOPE, Caller
 from tongban_user.config import Settings
 from tongban_user.crypto import PiiCipher
@@ -44,11 +43,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 CipherDep = Annotated[PiiCipher, Depends(get_cipher)]
 
 
-@lru_cache(maxsize=64)
-def _scope_check(bearer: BearerAuth, scopes: tuple[str, ...]) -> Callable[..., Awaitable[TokenPrincipal]]:
-    return bearer.require(*scopes)
-
-
 def caller_of(token: TokenPrincipal, request: Request, settings: Settings) -> Caller:
     """The caller a verified token names, with the rights it carries.
 
@@ -74,24 +68,11 @@ def caller_of(token: TokenPrincipal, request: Request, settings: Settings) -> Ca
 
 
 def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
-    """A dependency: the caller of the request, whose access token holds every scope in `scopes`.
+    """A dependency: the caller of the request, whose access token holds every scope in `scopes` (503 without an
+    issuer configured, `TONGBAN_USER_OIDC_ISSUER`: the fault lies with the deployment, not the caller)."""
+    check = app_requires(*scopes, scheme=BEARER_DOC)
 
-    Without an issuer configured (`TONGBAN_USER_OIDC_ISSUER`) no token can be verified, so every protected
-    route answers 503 `authentication-not-configured`: the fault lies with the deployment, not the caller.
-    """
-    needed = tuple(sorted(scopes))
-
-    async def dependency(
-        request: Request, settings: SettingsDep, _: Any = Security(BEARER_DOC, scopes=list(needed))
-    ) -> Caller:
-        bearer: BearerAuth | None = request.app.state.bearer
-        if bearer is None:
-            raise Problem(
-                503,
-                "this service is not configured to accept access tokens (set TONGBAN_USER_OIDC_ISSUER)",
-                type="authentication-not-configured",
-            )
-        token = await _scope_check(bearer, needed)(request)
+    async def dependency(request: Request, settings: SettingsDep, token: TokenPrincipal = Depends(check)) -> Caller:
         return caller_of(token, request, settings)
 
     return dependency
