@@ -181,3 +181,33 @@ async def test_the_auth_service_sends_one_time_codes_through_this_service(messag
         await deliverer.deliver(
             channel="sms", destination="x", code="1", expires_in=300, user_id="nobody", reference="otp-nobody"
         )
+
+
+async def test_settled_deliveries_forget_their_address_after_the_retention(
+    client: httpx.AsyncClient, message_app: FastAPI
+) -> None:
+    from datetime import timedelta
+
+    from tongban_kit.outbox import utcnow
+    from tongban_message.dispatcher import forget_addresses
+
+    t = await template(client, "sms")
+    body = {"template_id": t["id"], "to": {"user_ids": [CITIZEN]}, "personalisation": {"matter": "x", "code": "9"}}
+    sent = (await client.post(MESSAGES, json=body, headers=APP)).json()
+    await settled(client, sent["id"])
+    db = message_app.state.runtime.db
+    assert await forget_addresses(db, older_than=timedelta(days=7)) == 0  # too recent
+    assert await forget_addresses(db, older_than=timedelta(days=7), now=utcnow() + timedelta(days=8)) >= 1
+    page = (await client.get(f"{MESSAGES}/{sent['id']}/deliveries", headers=APP)).json()
+    assert page["items"][0]["address"] is None and page["items"][0]["status"] == "delivered"
+
+
+def test_an_smtp_login_needs_its_password_outside_development() -> None:
+    from pydantic import ValidationError
+
+    from tongban_message.config import Settings
+
+    with pytest.raises(ValidationError, match="smtp_password"):
+        Settings(environment="prod", email_provider="smtp", smtp_username="tongban")
+    Settings(environment="prod", email_provider="smtp", smtp_username="tongban", smtp_password="s3cret-enough")
+    Settings(environment="dev", email_provider="smtp", smtp_username="tongban")

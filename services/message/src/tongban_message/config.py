@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tongban_kit.settings import ServiceSettings
@@ -46,3 +46,12 @@ class Settings(ServiceSettings):
     dispatch_batch: int = Field(50, ge=1, le=1000)
     #: seconds between rounds while nothing is due
     dispatch_idle_seconds: float = Field(1.0, gt=0)
+    #: days a settled SMS or email delivery keeps the number or address it went to (then only the state stays)
+    address_retention_days: int = Field(7, ge=0)
+
+    @model_validator(mode="after")
+    def _smtp_login_needs_a_real_password(self) -> Settings:
+        login = self.email_provider == "smtp" and bool(self.smtp_username)
+        if login and self.environment != "dev" and len(self.smtp_password.get_secret_value()) < 8:
+            raise ValueError("smtp_password must be set when smtp_username is (outside development)")
+        return self

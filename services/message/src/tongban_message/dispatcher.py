@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import update as sql_update
 from sqlmodel import col, select
@@ -29,6 +29,23 @@ log = logging.getLogger(__name__)
 SOURCE = "/tongban/message"
 #: the longest wait between two attempts
 MAX_BACKOFF_SECONDS = 3600.0
+
+
+async def forget_addresses(db: Database, *, older_than: timedelta, now: datetime | None = None) -> int:
+    """Clear the number or address of settled SMS and email deliveries older than `older_than`; returns how many."""
+    cutoff = (now or utcnow()) - older_than
+    async with db.session() as s:
+        done = await s.exec(
+            sql_update(Delivery)
+            .where(
+                col(Delivery.address).is_not(None),
+                col(Delivery.status).in_([DeliveryStatus.delivered.value, DeliveryStatus.failed.value]),
+                col(Delivery.created_at) < cutoff,
+            )
+            .values(address=None)
+        )
+        await s.commit()
+    return int(done.rowcount or 0)
 
 
 class Dispatcher:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,7 +18,7 @@ from tongban_message import messages as sending
 from tongban_message.api.routes import messages, templates
 from tongban_message.config import Settings
 from tongban_message.contract import CONTRACT, RPC_SEND, SendRequest
-from tongban_message.dispatcher import Dispatcher
+from tongban_message.dispatcher import Dispatcher, forget_addresses
 from tongban_message.messages import Sender
 from tongban_message.models import Channel, MessageCreate, MessagePublic
 from tongban_message.providers import make_providers
@@ -24,6 +26,7 @@ from tongban_message.seed import ensure_system_templates
 
 log = logging.getLogger(__name__)
 
+FORGET_EVERY_SECONDS = 3600
 TAGS = [
     {"name": "messages", "description": "Sending messages to people and organisation units; the inbox (站内信)."},
     {"name": "templates", "description": "Message templates with ((placeholders)), versioned."},
@@ -47,6 +50,17 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
             log.info("system templates made", extra={"templates": made})
         # SMS and email go out from every replica's dispatcher
         rt.background.append(asyncio.create_task(app.state.dispatcher.run(), name="message-dispatcher"))
+
+        async def forget() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    keep = timedelta(days=settings.address_retention_days)
+                    n = await forget_addresses(rt.db, older_than=keep)
+                    if n:
+                        log.info("addresses of settled deliveries forgotten", extra={"deliveries": n})
+                await asyncio.sleep(FORGET_EVERY_SECONDS)
+
+        rt.background.append(asyncio.create_task(forget(), name="message-forget-addresses"))
         if bearer is None:
             log.warning("no token issuer configured (TONGBAN_MESSAGE_OIDC_ISSUER): the API answers 503 until one is")
         else:
