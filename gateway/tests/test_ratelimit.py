@@ -116,6 +116,10 @@ def test_local_buckets_refill_at_their_rate_and_forget_full_ones() -> None:
     now[0] += 10.0
     buckets.prune()
     assert buckets.buckets == {}
+    buckets.MAX_BUCKETS = 3  # a flood of new callers never grows the table past its bound
+    for n in range(10):
+        buckets.take(f"ip-{n}", 0.5, 2)
+    assert len(buckets.buckets) == 3 and "ip-9" in buckets.buckets
 
 
 async def test_without_redis_a_single_gateway_limits_in_its_own_process(

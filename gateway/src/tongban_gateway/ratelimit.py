@@ -85,6 +85,8 @@ class LocalBuckets:
         if bucket is None:
             if len(self.buckets) >= self.MAX_BUCKETS:
                 self.prune()
+                while len(self.buckets) >= self.MAX_BUCKETS:  # none refilled (a flood of new callers): oldest go
+                    del self.buckets[next(iter(self.buckets))]
             self.buckets[key] = [tokens, now, rate, burst]
         else:
             bucket[0], bucket[1] = tokens, now

@@ -195,3 +195,13 @@ async def test_only_people_have_inboxes_and_pages_follow_cursors(client: httpx.A
             break
     assert seen == [f"事项{n}已办结" for n in reversed(range(5))]  # newest first
     assert_problem(await client.get(f"{MESSAGES}/inbox", params={"cursor": "!!"}, headers=reader(user)), 400)
+
+
+async def test_oversized_input_is_a_4xx_problem(client: httpx.AsyncClient) -> None:
+    t = await make_template(client)
+    long_id = {"template_id": t["id"], "to": {"user_ids": ["x" * 65]}, "personalisation": {"matter": "m", "name": "n"}}
+    assert_problem(await client.post(MESSAGES, json=long_id, headers=APP), 422)
+    empty_id = {**long_id, "to": {"user_ids": [""]}}
+    assert_problem(await client.post(MESSAGES, json=empty_id, headers=APP), 422)
+    huge = {**long_id, "to": {"user_ids": [CITIZEN]}, "personalisation": {"matter": "长" * 600, "name": "n"}}
+    assert "subject" in assert_problem(await client.post(MESSAGES, json=huge, headers=APP), 400)["detail"]

@@ -163,7 +163,7 @@ async def send(
     templates.check_personalisation(template, body.personalisation)
     users = await recipients_of(body.to, rpc, limit=limit, timeout=timeout)
     addresses = await addresses_of(users, channel, rpc, timeout=timeout) if channel != Channel.inbox else {}
-    subject = templates.render(template.subject, body.personalisation)
+    subject = templates.render_subject(template, body.personalisation)
     text = templates.render(template.body, body.personalisation)
     now = utcnow()
     message = Message(

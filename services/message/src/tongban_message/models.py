@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, model_validator
 from pydantic import Field as PField
@@ -156,7 +156,7 @@ class TemplatePublic(BaseModel):
 class Recipients(BaseModel):
     """Who gets a message: people by account id, and/or the members of an organisation unit."""
 
-    user_ids: list[str] = PField(default_factory=list, max_length=1000)
+    user_ids: list[Annotated[str, PField(min_length=1, max_length=64)]] = PField(default_factory=list, max_length=1000)
     unit_id: str | None = PField(None, min_length=1, max_length=36, description="every member of this unit")
     recursive: bool = PField(False, description="with unit_id: the members of its whole subtree too")
 

@@ -55,6 +55,18 @@ def check_personalisation(template: Template, values: Mapping[str, object]) -> N
         raise Problem(400, f"personalisation values longer than {MAX_VALUE_CHARS} characters: {', '.join(too_long)}")
 
 
+#: the longest subject a message may have once filled in (the column it is stored in)
+MAX_SUBJECT_CHARS = 500
+
+
+def render_subject(template: Template, values: Mapping[str, object]) -> str:
+    """The filled-in subject; 400 when the personalisation makes it longer than a subject may be."""
+    subject = render(template.subject, values)
+    if len(subject) > MAX_SUBJECT_CHARS:
+        raise Problem(400, f"the subject would be longer than {MAX_SUBJECT_CHARS} characters once filled in")
+    return subject
+
+
 def to_public(t: Template) -> TemplatePublic:
     """The API view of a template."""
     return TemplatePublic.model_validate(
