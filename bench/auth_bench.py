@@ -45,9 +45,10 @@ from urllib.parse import urlencode
 
 import asyncpg
 import orjson
-from org_bench import DEFAULT_NATS, Service, machine_info, percentile, run_async, with_database
+from org_bench import DEFAULT_NATS, Service, delete_streams, machine_info, percentile, run_async, with_database
 from wrk import LoadResult, WrkRequest, require_wrk, run_wrk, wrk_version
 
+from tongban_auth.contract import CONTRACT
 from tongban_kit.natsserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         if service is not None:
             service.stop()
             with contextlib.suppress(Exception):
-                run_async(lambda: delete_stream(args.nats, namespace))
+                run_async(lambda: delete_streams(args.nats, namespace, CONTRACT.streams))
         if args.keep_db:
             print(f"\nkept database {db_name}")
         else:
@@ -699,18 +700,6 @@ def login_report(f: LoginFigures) -> dict[str, Any]:
         "target_per_core": TARGET_LOGINS_PER_CORE,
         "pass": per_core >= TARGET_LOGINS_PER_CORE,
     }
-
-
-async def delete_stream(nats_url: str, namespace: str) -> None:
-    """Remove the JetStream stream the service declared under the benchmark namespace."""
-    from tongban_auth.contract import CONTRACT
-    from tongban_kit.nats import connect
-
-    bus = await connect(nats_url, name="auth-bench-cleanup", namespace=namespace)
-    try:
-        await bus.delete_streams(list(CONTRACT.streams))
-    finally:
-        await bus.close()
 
 
 def code_state() -> dict[str, Any]:

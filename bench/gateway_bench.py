@@ -40,7 +40,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from org_bench import DEFAULT_NATS, BenchIssuer, Service, ensure_auth_stream, host_info, run_async, stop_process
+from org_bench import (
+    AUTH_STREAM,
+    DEFAULT_NATS,
+    BenchIssuer,
+    Service,
+    delete_streams,
+    ensure_auth_stream,
+    host_info,
+    run_async,
+    stop_process,
+)
 from wrk import LoadResult, WrkRequest, require_wrk, run_wrk, wrk_version
 
 from tongban_kit.natsserver import free_port
@@ -388,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             nginx.stop()
         issuer.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            run_async(lambda: delete_streams(args.nats, namespace, [AUTH_STREAM]))
 
     report = build_report(args, machine, labels, single, rounds, memory)
     print(render(report))

@@ -32,12 +32,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -50,7 +48,8 @@ from tongban_kit.demo import demo_user_id
 from tongban_kit.ids import new_id
 from tongban_kit.nats import StreamSpec
 from tongban_kit.natsserver import free_port
-from tongban_kit.testing.tokens import TestIssuer
+from tongban_kit.testing.tokens import JwksServer, TestIssuer
+from tongban_org.contract import CONTRACT
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -436,23 +435,8 @@ class BenchIssuer:
 
     def __init__(self) -> None:
         self.issuer = TestIssuer()
-        body = orjson.dumps(self.issuer.jwks)
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="bench-jwks", daemon=True)
-        self.thread.start()
-        self.jwks_url = f"http://127.0.0.1:{self.server.server_port}/oauth2/jwks"
+        self.jwks = JwksServer(self.issuer)
+        self.jwks_url = self.jwks.url
 
     def env(self, name: str) -> dict[str, str]:
         """The settings that make service `name` accept this issuer's tokens."""
@@ -467,8 +451,7 @@ class BenchIssuer:
 
     def close(self) -> None:
         """Stop serving the JWK Set."""
-        self.server.shutdown()
-        self.server.server_close()
+        self.jwks.close()
 
 
 async def ensure_auth_stream(nats_url: str, namespace: str) -> None:
@@ -687,14 +670,13 @@ async def measure_rpc(nats_url: str, namespace: str, ids: list[str], n: int, war
         await bus.close()
 
 
-async def delete_stream(nats_url: str, namespace: str) -> None:
-    """Remove the JetStream stream the service declared under the benchmark namespace."""
+async def delete_streams(nats_url: str, namespace: str, streams: Sequence[StreamSpec]) -> None:
+    """Remove the JetStream streams declared under the benchmark's namespace."""
     from tongban_kit.nats import connect
-    from tongban_org.contract import CONTRACT
 
-    bus = await connect(nats_url, name="org-bench-cleanup", namespace=namespace)
+    bus = await connect(nats_url, name="bench-cleanup", namespace=namespace)
     try:
-        await bus.delete_streams([*CONTRACT.streams, AUTH_STREAM])
+        await bus.delete_streams(list(streams))
     finally:
         await bus.close()
 
@@ -907,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
         if issuer is not None:
             issuer.close()
             with contextlib.suppress(Exception):
-                run_async(lambda: delete_stream(args.nats, namespace))
+                run_async(lambda: delete_streams(args.nats, namespace, [*CONTRACT.streams, AUTH_STREAM]))
         if args.keep_db:
             print(f"\nkept database {db_name}")
         else:

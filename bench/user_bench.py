@@ -45,6 +45,7 @@ from org_bench import (
     Http,
     Result,
     Service,
+    delete_streams,
     ensure_auth_stream,
     fmt_ms,
     machine_info,
@@ -56,6 +57,7 @@ from org_bench import (
 
 from tongban_kit import codes
 from tongban_user import identity
+from tongban_user.contract import CONTRACT
 from tongban_user.crypto import PiiCipher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -541,18 +543,6 @@ async def measure_rpc(
         await bus.close()
 
 
-async def delete_stream(nats_url: str, namespace: str) -> None:
-    """Remove the JetStream stream the service declared under the benchmark namespace."""
-    from tongban_kit.nats import connect
-    from tongban_user.contract import CONTRACT
-
-    bus = await connect(nats_url, name="user-bench-cleanup", namespace=namespace)
-    try:
-        await bus.delete_streams([*CONTRACT.streams, AUTH_STREAM])
-    finally:
-        await bus.close()
-
-
 def pick_prefixes(counts: Counter[str], lo: int, hi: int, k: int) -> list[tuple[str, int]]:
     """Up to k surname + first-given-character prefixes matching between lo and hi accounts, spread evenly."""
     fitting = sorted(
@@ -897,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
         if issuer is not None:
             issuer.close()
             with contextlib.suppress(Exception):
-                run_async(lambda: delete_stream(args.nats, namespace))
+                run_async(lambda: delete_streams(args.nats, namespace, [*CONTRACT.streams, AUTH_STREAM]))
         if args.keep_db:
             print(f"\nkept database {db_name}")
         else:

@@ -17,11 +17,9 @@ import base64
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,7 +29,7 @@ from tongban_auth.seed import DEMO_APP_SECRET
 from tongban_kit.demo import demo_user_id
 from tongban_kit.nats import StreamSpec, connect
 from tongban_kit.natsserver import free_port
-from tongban_kit.testing.tokens import TestIssuer
+from tongban_kit.testing.tokens import JwksServer, TestIssuer
 
 MAX_EXAMPLES = 30
 ISSUER = TestIssuer()
@@ -48,25 +46,9 @@ def bearer(scopes: str) -> str:
 @pytest.fixture(scope="module")
 def jwks_url() -> Iterator[str]:
     """The test issuer's JWK Set over HTTP (in a thread: the CLI runs while the test blocks)."""
-    body = json.dumps(ISSUER.jwks).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/oauth2/jwks"
-    server.shutdown()
-    server.server_close()
+    server = JwksServer(ISSUER)
+    yield server.url
+    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -101,19 +101,7 @@ class AccessControl:
         if needed and not principal.scopes.issuperset(needed):
             if self.metrics is not None:
                 self.metrics.tokens_refused.labels("insufficient_scope").inc()
-            text = " ".join(sorted(needed))
-            missing = " ".join(sorted(needed - principal.scopes))
-            raise Problem(
-                403,
-                f"the access token lacks the scope(s): {missing}",
-                type="insufficient-scope",
-                headers={
-                    "WWW-Authenticate": self.bearer.challenge(
-                        "insufficient_scope", f"this request needs the scope(s): {text}", text
-                    )
-                },
-                required_scopes=sorted(needed),
-            )
+            raise self.bearer.insufficient_scope(needed, principal.scopes)
         return principal.token
 
     def readiness(self) -> dict[str, str]:

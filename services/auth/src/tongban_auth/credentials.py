@@ -8,7 +8,6 @@ pages (`login.error.*`, `mfa.error.*`, `totp.error.*`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -723,13 +722,3 @@ async def purge_expired(rt_or_db: Runtime | Database) -> int:
         n = await throttle.purge(s) + await otp.purge(s)
         await s.commit()
     return n
-
-
-async def purge_periodically(rt_or_db: Runtime | Database, *, every_seconds: float = 3600) -> None:
-    """Run `purge_expired` forever (a background task of the service; replicas may all run it)."""
-    while True:
-        try:
-            await purge_expired(rt_or_db)
-        except Exception:
-            log.exception("credential housekeeping failed")
-        await asyncio.sleep(every_seconds)

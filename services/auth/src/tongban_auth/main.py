@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +21,8 @@ from tongban_kit.rpc import RpcClient
 
 log = logging.getLogger(__name__)
 
+#: seconds between purges of expired codes, sessions, challenges and throttle rows
+PURGE_EVERY_SECONDS = 3600
 TAGS = [
     {"name": "discovery", "description": "OpenID Provider metadata and the published signing keys."},
     {"name": "clients", "description": "The registry of applications (OAuth clients), for administrators."},
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def start(rt: Runtime) -> None:
         await keys.ensure_keys(rt.db, settings, box)
-        rt.background.append(asyncio.create_task(credentials.purge_periodically(rt), name="auth-purge"))
+        rt.every(PURGE_EVERY_SECONDS, lambda: credentials.purge_expired(rt), name="auth-purge")
 
     async def stop(rt: Runtime) -> None:
         await oauth.uninstall(app)

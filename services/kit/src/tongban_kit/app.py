@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tongban_kit.bearer import BearerAuth
 from tongban_kit.consumer import ConsumerSpec, EventConsumer, Handler
 from tongban_kit.db import Database
 from tongban_kit.events import EventSpec
@@ -94,6 +95,20 @@ class Runtime:
                 c.start()
                 self.consumers.append(c)
 
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
+        """Run `job` now and then every `seconds` as a background task (housekeeping every replica may run);
+        a failed run is logged and the next one comes on time."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await job()
+                except Exception:
+                    log.exception("background job failed", extra={"job": name})
+                await asyncio.sleep(seconds)
+
+        self.background.append(asyncio.create_task(loop(), name=name))
+
     async def stop(self) -> None:
         """Stop everything in reverse order; no step may hold shutdown up for more than a few seconds."""
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -159,10 +174,15 @@ def create_service_app(
     openapi_tags: list[dict[str, Any]] | None = None,
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
     on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
+    accepts_tokens: bool = False,
+    bearer: BearerAuth | None = None,
 ) -> FastAPI:
     """A FastAPI app with problem errors, context middleware, health, readiness and metrics.
 
     `on_startup` runs once the runtime is up (NATS connected); `on_shutdown` runs before the runtime stops.
+    A service that `accepts_tokens` checks them with `bearer` (on `app.state.bearer`, for `bearer.app_requires`),
+    which follows token revocations while the service runs; without one (no issuer configured) the service warns
+    at start and its protected routes answer 503.
     """
     configure_logging(contract.name, settings.log_level, settings.log_json)
     runtime = Runtime(settings, contract, Database(settings.database_url, pool_size=settings.database_pool_size))
@@ -170,6 +190,11 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start(rpc_handlers, consumer_handlers)
+        if accepts_tokens and bearer is None:
+            name = f"TONGBAN_{contract.name.upper()}_OIDC_ISSUER"
+            log.warning("no token issuer configured (%s): the API answers 503 until one is", name)
+        elif bearer is not None:
+            await bearer.start(runtime.bus)  # follow token revocations
         if on_startup is not None:
             await on_startup(runtime)
         freeze_startup_objects()
@@ -182,6 +207,8 @@ def create_service_app(
                     await asyncio.wait_for(on_shutdown(runtime), STOP_STEP_SECONDS)
                 except Exception as exc:  # includes TimeoutError: the runtime must stop regardless
                     log.warning("shutdown hook failed: %s", exc or type(exc).__name__)
+            if bearer is not None:
+                await bearer.close()
             await runtime.stop()
 
     app = FastAPI(
@@ -193,6 +220,7 @@ def create_service_app(
         description=contract.description,
     )
     app.state.runtime = runtime
+    app.state.bearer = bearer
     app.state.metrics = HttpMetrics()
     install_problem_handlers(app)
     app.add_middleware(ContextMiddleware, metrics=app.state.metrics)

@@ -135,26 +135,30 @@ class BearerAuth:
     def require(self, *scopes: str) -> Callable[..., Awaitable[Principal]]:
         """A FastAPI dependency: the caller's Principal, holding every scope in `scopes` (else 403)."""
         needed = frozenset(scopes)
-        scope_text = " ".join(sorted(needed))
 
         async def dependency(request: Request, _: Any = Security(_OPENAPI_SCHEME, scopes=list(scopes))) -> Principal:
             principal = await self.authenticate(request)
             if not principal.scopes.issuperset(needed):
-                missing = " ".join(sorted(needed - principal.scopes))
-                raise Problem(
-                    403,
-                    f"the access token lacks the scope(s): {missing}",
-                    type="insufficient-scope",
-                    headers={
-                        "WWW-Authenticate": self.challenge(
-                            "insufficient_scope", f"this request needs the scope(s): {scope_text}", scope_text
-                        )
-                    },
-                    required_scopes=sorted(needed),
-                )
+                raise self.insufficient_scope(needed, principal.scopes)
             return principal
 
         return dependency
+
+    def insufficient_scope(self, needed: frozenset[str], held: frozenset[str]) -> Problem:
+        """The 403 of a token without every scope in `needed` (RFC 6750 §3.1 `insufficient_scope` challenge)."""
+        text = " ".join(sorted(needed))
+        missing = " ".join(sorted(needed - held))
+        return Problem(
+            403,
+            f"the access token lacks the scope(s): {missing}",
+            type="insufficient-scope",
+            headers={
+                "WWW-Authenticate": self.challenge(
+                    "insufficient_scope", f"this request needs the scope(s): {text}", text
+                )
+            },
+            required_scopes=sorted(needed),
+        )
 
     async def start(self, bus: Bus | None) -> None:
         """Start following revocations on the bus (when the verifier keeps a revocation list)."""

@@ -57,6 +57,11 @@ class Dispatcher:
         self.settings = settings
         self._wake = asyncio.Event()
 
+    @property
+    def channels(self) -> frozenset[Channel]:
+        """The channels this deployment sends: the inbox, and those with a provider."""
+        return frozenset({Channel.inbox, *self.providers})
+
     def wake(self) -> None:
         """Deliveries were queued: look at once."""
         self._wake.set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -20,7 +19,7 @@ from tongban_message.config import Settings
 from tongban_message.contract import CONTRACT, RPC_SEND, SendRequest
 from tongban_message.dispatcher import Dispatcher, forget_addresses
 from tongban_message.messages import Sender
-from tongban_message.models import Channel, MessageCreate, MessagePublic
+from tongban_message.models import MessageCreate, MessagePublic
 from tongban_message.providers import make_providers
 from tongban_message.seed import ensure_system_templates
 
@@ -52,44 +51,22 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         rt.background.append(asyncio.create_task(app.state.dispatcher.run(), name="message-dispatcher"))
 
         async def forget() -> None:
-            while True:
-                with contextlib.suppress(Exception):
-                    keep = timedelta(days=settings.address_retention_days)
-                    n = await forget_addresses(rt.db, older_than=keep)
-                    if n:
-                        log.info("addresses of settled deliveries forgotten", extra={"deliveries": n})
-                await asyncio.sleep(FORGET_EVERY_SECONDS)
+            n = await forget_addresses(rt.db, older_than=timedelta(days=settings.address_retention_days))
+            if n:
+                log.info("addresses of settled deliveries forgotten", extra={"deliveries": n})
 
-        rt.background.append(asyncio.create_task(forget(), name="message-forget-addresses"))
-        if bearer is None:
-            log.warning("no token issuer configured (TONGBAN_MESSAGE_OIDC_ISSUER): the API answers 503 until one is")
-        else:
-            await bearer.start(rt.bus)  # follow token revocations
+        rt.every(FORGET_EVERY_SECONDS, forget, name="message-forget-addresses")
 
     def rpc_handlers(rt: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
         async def send(request: SendRequest) -> MessagePublic:
             assert rt.rpc is not None
-            dispatcher: Dispatcher = app.state.dispatcher
             body = MessageCreate.model_validate(request.model_dump(exclude={"sender"}))
+            sender = Sender(client_id=f"service:{request.sender}", sub=None)
             async with rt.db.session() as s:
-                message, new = await sending.send(
-                    s,
-                    body,
-                    Sender(client_id=f"service:{request.sender}", sub=None),
-                    rt.rpc,
-                    limit=settings.max_recipients,
-                    timeout=settings.rpc_timeout_seconds,
-                    channels=frozenset({Channel.inbox, *dispatcher.providers}),
-                )
-            if new and message.queued:
-                dispatcher.wake()
+                message, _ = await sending.send_and_dispatch(s, body, sender, rt.rpc, settings, app.state.dispatcher)
             return message
 
         return {RPC_SEND.name: send}
-
-    async def stop(rt: Runtime) -> None:
-        if bearer is not None:
-            await bearer.close()
 
     app = create_service_app(
         settings,
@@ -100,9 +77,9 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         openapi_tags=TAGS,
         rpc_handlers=rpc_handlers,
         on_startup=start,
-        on_shutdown=stop,
+        accepts_tokens=True,
+        bearer=bearer,
     )
-    app.state.bearer = bearer
     app.state.providers = providers
     app.state.dispatcher = Dispatcher(app.state.runtime.db, providers, settings)
     return app

@@ -17,6 +17,7 @@ from tongban_kit.pagination import Page, decode_cursor, encode_cursor, page_of
 from tongban_kit.problems import Problem
 from tongban_kit.rpc import RpcClient, RpcError, RpcNotFound
 from tongban_message import templates
+from tongban_message.config import Settings
 from tongban_message.contract import (
     DELIVERY_FAILED,
     DELIVERY_READ,
@@ -25,6 +26,7 @@ from tongban_message.contract import (
     DeliveryRead,
     MessageSent,
 )
+from tongban_message.dispatcher import Dispatcher
 from tongban_message.models import (
     Channel,
     Delivery,
@@ -243,6 +245,24 @@ async def send(
     for row in rows:
         counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
     return to_public(message, counts), True
+
+
+async def send_and_dispatch(
+    s: AsyncSession, body: MessageCreate, sender: Sender, rpc: RpcClient, settings: Settings, dispatcher: Dispatcher
+) -> tuple[MessagePublic, bool]:
+    """`send` with this deployment's limits and channels; wakes the dispatcher when SMS or email were queued."""
+    message, new = await send(
+        s,
+        body,
+        sender,
+        rpc,
+        limit=settings.max_recipients,
+        timeout=settings.rpc_timeout_seconds,
+        channels=dispatcher.channels,
+    )
+    if new and message.queued:
+        dispatcher.wake()
+    return message, new
 
 
 def to_public(m: Message, counts: dict[str, int] | None = None) -> MessagePublic:

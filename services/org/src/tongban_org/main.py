@@ -46,15 +46,9 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
     async def start(rt: Runtime) -> None:
         assert rt.bus is not None
         await app.state.unit_cache.start(rt.bus)
-        if bearer is None:
-            log.warning("no token issuer configured (TONGBAN_ORG_OIDC_ISSUER): the API answers 503 until one is")
-        else:
-            await bearer.start(rt.bus)  # follow token revocations
 
     async def stop(rt: Runtime) -> None:
         await app.state.unit_cache.stop()
-        if bearer is not None:
-            await bearer.close()
 
     app = create_service_app(
         settings,
@@ -66,8 +60,9 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         on_startup=start,
         on_shutdown=stop,
         openapi_tags=TAGS,
+        accepts_tokens=True,
+        bearer=bearer,
     )
-    app.state.bearer = bearer
     return app
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from fastapi import FastAPI
@@ -46,25 +44,13 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
     cipher = make_cipher(settings)
 
     async def start(rt: Runtime) -> None:
-        if bearer is None:
-            log.warning("no token issuer configured (TONGBAN_USER_OIDC_ISSUER): the API answers 503 until one is")
-        else:
-            await bearer.start(rt.bus)  # follow token revocations
+        async def purge() -> None:
+            async with rt.db.session() as s:
+                n = await purge_deleted(s, retention_days=settings.deleted_retention_days)
+            if n:
+                log.info("purged deleted accounts", extra={"purged": n})
 
-        async def loop() -> None:
-            while True:
-                with contextlib.suppress(Exception):
-                    async with rt.db.session() as s:
-                        n = await purge_deleted(s, retention_days=settings.deleted_retention_days)
-                    if n:
-                        log.info("purged deleted accounts", extra={"purged": n})
-                await asyncio.sleep(PURGE_EVERY_SECONDS)
-
-        rt.background.append(asyncio.create_task(loop(), name="purge-deleted"))
-
-    async def stop(rt: Runtime) -> None:
-        if bearer is not None:
-            await bearer.close()
+        rt.every(PURGE_EVERY_SECONDS, purge, name="purge-deleted")
 
     app = create_service_app(
         settings,
@@ -75,10 +61,10 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         rpc_handlers=lambda rt: rpc.handlers(rt, cipher),
         openapi_tags=TAGS,
         on_startup=start,
-        on_shutdown=stop,
+        accepts_tokens=True,
+        bearer=bearer,
     )
     app.state.cipher = cipher
-    app.state.bearer = bearer
     return app
 
 

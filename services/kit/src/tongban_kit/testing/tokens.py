@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 import time
 from typing import Any
 
@@ -131,3 +132,37 @@ class TestIssuer:
         head, _, signature = self.mint(**claims).split(".")
         forged = b64url(orjson.dumps(self.claims(**{**claims, "scope": "openid admin"})))
         return f"{head}.{forged}.{signature}"
+
+
+class JwksServer:
+    """An issuer's JWK Set served over HTTP from a thread, for service processes that fetch it (`url`).
+
+    A thread, not the event loop: the processes are often driven by blocking code (a CLI run, a benchmark).
+    """
+
+    def __init__(self, issuer: TestIssuer) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = orjson.dumps(issuer.jwks)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="test-jwks", daemon=True)
+        self.thread.start()
+        #: where the JWK Set is (the path is the auth service's)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/oauth2/jwks"
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()

@@ -13,7 +13,6 @@ from tongban_message import messages
 from tongban_message.api.deps import AUTH_RESPONSES, Cursor, Limit, ReaderDep, RpcDep, SenderDep, SettingsDep
 from tongban_message.dispatcher import Dispatcher
 from tongban_message.models import (
-    Channel,
     DeliveryPublic,
     DeliveryStatusPublic,
     InboxPage,
@@ -45,14 +44,9 @@ async def send_message(
     """Render a template for each recipient (people by account id, or the members of an organisation unit): into
     their inboxes, or queued as SMS or email to their numbers and addresses from the user directory."""
     dispatcher: Dispatcher = request.app.state.dispatcher
-    channels = frozenset({Channel.inbox, *dispatcher.providers})
-    message, new = await messages.send(
-        s, body, sender, rpc, limit=settings.max_recipients, timeout=settings.rpc_timeout_seconds, channels=channels
-    )
+    message, new = await messages.send_and_dispatch(s, body, sender, rpc, settings, dispatcher)
     if not new:
         response.status_code = 200
-    elif message.queued:
-        dispatcher.wake()
     return message
 
 
