@@ -48,7 +48,7 @@ async def test_failed_handler_rolls_back_and_retries(kit_db: Database, nats_url:
         # the same event again under another message id (dedupe window bypassed): handled once anyway
         await bus.js.publish(bus.subject(events[1].type), events[1].to_json(), headers={"Nats-Msg-Id": "other"})
         consumer.start()
-        for _ in range(200):
+        for _ in range(600):  # the failed event comes back after a 2 s delay; a loaded machine may take longer
             if sorted(seen) == [0, 1, 2, 3]:
                 break
             await asyncio.sleep(0.05)
