@@ -201,6 +201,46 @@ async def auth_bus(nats_url: str, nats_namespace: str) -> AsyncIterator[Bus]:
     await bus.close()
 
 
+def _redis_answers(url: str) -> bool:
+    import asyncio
+
+    from tongban_gateway.resp import Redis, StoreError
+
+    async def ping() -> bool:
+        client = Redis(url, timeout=1.0)
+        try:
+            return bool(await client.execute("PING") == "PONG")
+        except StoreError:
+            return False
+        finally:
+            await client.close()
+
+    return asyncio.run(ping())
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str | None:
+    """A Redis for the rate limits gateways share: `TONGBAN_TEST_REDIS_URL`, else the local one if it answers.
+
+    Without one, gateways keep their buckets in their process and the tests of sharing are skipped (in CI, which
+    has a Redis, they fail instead).
+    """
+    url = os.environ.get("TONGBAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if _redis_answers(url):
+        return url
+    if os.environ.get("CI"):
+        raise RuntimeError(f"no Redis answers at {url} (set TONGBAN_TEST_REDIS_URL)")
+    return None
+
+
+@pytest.fixture
+def shared_redis(redis_url: str | None) -> str:
+    """The Redis of the run; skips the test where there is none."""
+    if redis_url is None:
+        pytest.skip("no Redis: set TONGBAN_TEST_REDIS_URL or run one on 127.0.0.1:6379")
+    return redis_url
+
+
 @pytest.fixture(scope="session")
 def rate_limit_namespace() -> str:
     """A Redis key prefix unique to this test run."""
@@ -214,6 +254,7 @@ def start_gateway(
     nats_url: str,
     nats_namespace: str,
     rate_limit_namespace: str,
+    redis_url: str | None,
     auth_bus: Bus,
 ) -> Iterator[Callable[..., Gateway]]:
     """Start gateway processes with the given upstreams, routes and settings; all stop at the end.
@@ -236,6 +277,7 @@ def start_gateway(
                 "TONGBAN_GATEWAY_NATS_URL": nats_url,
                 "TONGBAN_GATEWAY_NATS_NAMESPACE": nats_namespace,
                 "TONGBAN_GATEWAY_RATE_LIMIT_NAMESPACE": rate_limit_namespace,
+                "TONGBAN_GATEWAY_REDIS_URL": redis_url or "",
                 **{f"TONGBAN_GATEWAY_{k.upper()}": v for k, v in env.items()},
             }
         )

@@ -30,7 +30,7 @@ def remaining(resp: httpx.Response) -> tuple[str, int]:
 
 
 async def test_two_replicas_share_one_bucket_per_ip(
-    start_gateway: Callable[..., Gateway], upstream: ThreadServer
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer, shared_redis: str
 ) -> None:
     ns = f"tongban-test:{secrets.token_hex(4)}"
     a = start_gateway({"org": [upstream.url]}, ROUTES, rate_limit_namespace=ns)
@@ -56,7 +56,7 @@ async def test_two_replicas_share_one_bucket_per_ip(
 
 
 async def test_callers_with_tokens_have_a_bucket_per_client(
-    start_gateway: Callable[..., Gateway], upstream: ThreadServer
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer, shared_redis: str
 ) -> None:
     ns = f"tongban-test:{secrets.token_hex(4)}"
     a = start_gateway({"org": [upstream.url]}, ROUTES, rate_limit_namespace=ns)
