@@ -67,6 +67,8 @@ class DevStack:
                 f"{prefix}NATS_URL": self.nats.url,
                 f"{prefix}LOG_JSON": os.environ.get("TONGBAN_LOG_JSON", "false"),
                 f"{prefix}PUBLIC_URL": f"http://127.0.0.1:{self.gateway_port}",
+                # the gateway reaches the services over the loopback: believe its X-Forwarded-For
+                f"{prefix}FORWARDED_ALLOW_IPS": "127.0.0.1",
             }
         )
         env.update(extra or {})
