@@ -148,11 +148,13 @@ async def test_throttled_attempts_are_refused_without_checking(
     assert rows["ip:203.0.113.9"] >= 4  # … not the address
 
 
-async def test_unknown_login_names_are_throttled_too(db: Database, directory: DirectoryStack) -> None:
+async def test_unknown_login_names_are_throttled_like_accounts(db: Database, directory: DirectoryStack) -> None:
     name = "nobody" + uuid.uuid4().hex[:6]
     for _ in range(4):
         await login(db, directory, name, ip="198.51.100.77")
-    assert (await login(db, directory, name.upper(), ip="198.51.100.78")).error_key == "login.error.throttled"
+    assert (await login(db, directory, name.upper(), ip="198.51.100.77")).error_key == "login.error.throttled"
+    # per address, as for an account: another address is not told the name was hammered
+    assert (await login(db, directory, name, ip="198.51.100.78")).error_key == "login.error.invalid"
 
 
 async def test_second_factors_and_password_hygiene_in_the_result(db: Database, directory: DirectoryStack) -> None:

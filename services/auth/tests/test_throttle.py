@@ -41,6 +41,27 @@ def test_keys_of_an_attempt() -> None:
     assert throttle.mfa_key("u1") == "mfa:u1"
 
 
+def test_the_keys_of_a_password_attempt() -> None:
+    own = [throttle.account_key("u1")]
+    gate = throttle.password_gate(own=own, ip="10.0.0.1", client_id="demo-app")
+    assert gate.hard == ["pair:acct:u1@10.0.0.1"]
+    assert gate.soft == ["acct:u1", "ip:10.0.0.1", "client:demo-app"] and gate.count == gate.hard + gate.soft
+    trusted = throttle.password_gate(own=own, ip="10.0.0.1", client_id="demo-app", devices=["d1"])
+    assert trusted.hard == ["dev:d1"] and trusted.soft == []
+
+
+async def test_a_pair_has_no_free_failures_at_a_hammered_address(db: Database) -> None:
+    ip = "ip:192.0.2.99"
+    for _ in range(throttle.free_failures(ip, SETTINGS) + 1):
+        await fail(db, [ip])
+    assert await wait(db, [ip]) > 0
+    pair = throttle.pair_key(throttle.account_key("u-hot"), "192.0.2.99")
+    await fail(db, [pair, ip])
+    assert 1 <= await wait(db, [pair]) <= 2  # its first failure delays it
+    calm = throttle.pair_key(throttle.account_key("u-hot"), "192.0.2.98")
+    assert await fail(db, [calm, "ip:192.0.2.98"]) == 0
+
+
 async def failures(db: Database, key: str) -> int:
     async with db.read_session() as s:
         row = (await s.exec(select(Throttle).where(Throttle.key == key))).first()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import httpx
 import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from tongban_kit.context import TraceContext, bind_from_headers, clean_request_id, current_headers
-from tongban_kit.settings import ServiceSettings
+from tongban_kit.settings import ServiceSettings, forwarding_options
+from tongban_kit.testing.serve import serve
 
 
 class DemoSettings(ServiceSettings):
@@ -58,3 +60,24 @@ def test_bind_from_headers_continues_trace() -> None:
     assert out["X-Request-Id"] == "req-1"
     assert out["traceparent"].startswith("00-" + "a" * 32)
     assert clean_request_id("bad id with spaces") != "bad id with spaces"
+
+
+async def test_forwarded_for_is_believed_only_from_the_configured_proxies() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        host = (scope.get("client") or ("", 0))[0]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": host.encode()})
+
+    spoofed = {"x-forwarded-for": "203.0.113.7"}
+    seen = {}
+    for trusted in ("", "192.0.2.1", "127.0.0.1", "10.0.0.0/8, 127.0.0.0/8"):
+        options = forwarding_options(DemoSettings(forwarded_allow_ips=trusted))
+        async with serve(app, lifespan="off", **options) as url, httpx.AsyncClient() as client:
+            seen[trusted] = (await client.get(url, headers=spoofed)).text
+    assert seen == {
+        "": "127.0.0.1",
+        "192.0.2.1": "127.0.0.1",
+        "127.0.0.1": "203.0.113.7",
+        "10.0.0.0/8, 127.0.0.0/8": "203.0.113.7",
+    }
+    assert forwarding_options(DemoSettings()) == {"proxy_headers": False, "forwarded_allow_ips": None}

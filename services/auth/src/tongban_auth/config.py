@@ -68,6 +68,10 @@ class Settings(ServiceSettings):
     #: brute-force protection: free failures per key before delays start, and the longest delay
     throttle_free_failures: int = 3
     throttle_max_delay_seconds: int = 900
+    #: the device cookie a browser gets for an account it signed in to (`__Host-` prefixed like the SSO cookie),
+    #: and how long it is kept: password checks from that browser are counted apart from everyone else's
+    device_cookie: str = "tongban_device"
+    device_cookie_days: int = 180
     #: `acr` values: password only, and multi-factor
     acr_password: str = "urn:tongban:acr:pwd"
     acr_mfa: str = "urn:tongban:acr:mfa"

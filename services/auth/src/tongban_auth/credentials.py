@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tongban_auth import devices as devices_mod
 from tongban_auth import otp, passwords, throttle, totp
 from tongban_auth.config import Settings
 from tongban_auth.contract import LOGIN_FAILED, LoginFailed
@@ -58,6 +59,9 @@ class LoginResult:
     needs_password_change: bool = False
     error_key: str | None = None
     retry_after: int | None = None
+    #: the password is right, but others have been failing on this account, address or app and this browser has
+    #: no device cookie for the account: a second factor must confirm it is the owner (when the account has one)
+    step_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,9 +208,10 @@ async def _succeeded(db: Database, keys: list[str]) -> None:
 async def _mfa_gate(
     db: Database, user_id: str, ip: str | None, client_id: str | None
 ) -> tuple[list[str], CheckResult | None]:
-    """The throttle keys of a second-factor check, and the refusal while any of them is delayed."""
+    """The throttle keys a second-factor failure counts on, and the refusal while the account's are delayed (the
+    address and app are not asked: the second factor is how the owner gets past what others did there)."""
     keys = throttle.keys_for(ip=ip, client_id=client_id, own=[throttle.mfa_key(user_id)])
-    wait = await _blocked(db, keys)
+    wait = await _blocked(db, [throttle.mfa_key(user_id)])
     refused = CheckResult(False, error_key="mfa.error.throttled", retry_after=wait) if wait else None
     return keys, refused
 
@@ -230,11 +235,13 @@ async def authenticate_password(
     password: str,
     ip: str | None,
     client_id: str | None,
+    device_cookie: str | None = None,
 ) -> LoginResult:
     """Check a login name and password: throttled, constant-time for unknown accounts, failures recorded.
 
     A disabled account is reported only after its password was right, so the answer tells nothing about accounts
-    to someone without the password. The success event is written by whoever starts the session.
+    to someone without the password. The success event is written by whoever starts the session. The browser's
+    `device_cookie` decides which throttle keys apply (`throttle.password_gate`).
     """
     db = _db(rt_or_db)
     name = login.strip()
@@ -243,9 +250,13 @@ async def authenticate_password(
     with_password = [a for a in accounts if (c := creds.get(a.id)) is not None and c.password_hash]
     candidates = with_password or accounts[:1]
     own = [throttle.account_key(a.id) for a in candidates] or [throttle.login_key(name)]
-    keys = throttle.keys_for(ip=ip, client_id=client_id, own=own)
+    remembered = devices_mod.trusted_for(settings, device_cookie, [a.id for a in candidates])
+    device_keys = [throttle.device_key(d) for d in remembered.values()]
+    # a device past its free failures is trusted no more than any other browser
+    devices = {} if device_keys and await _blocked(db, device_keys) else remembered
+    gate = throttle.password_gate(own=own, ip=ip, client_id=client_id, devices=devices.values())
     first_id = candidates[0].id if candidates else None
-    wait = await _blocked(db, keys)
+    wait = await _blocked(db, gate.hard)
     if wait:
         await _failed(
             db,
@@ -259,6 +270,7 @@ async def authenticate_password(
             client_id=client_id,
         )
         return LoginResult(False, error_key="login.error.throttled", retry_after=wait)
+    contested = bool(gate.soft) and await _blocked(db, gate.soft) > 0
     matched: UserPublic | None = None
     if not with_password:
         await passwords.verify_password(None, password)  # the same cost as a real check
@@ -271,7 +283,7 @@ async def authenticate_password(
         await _failed(
             db,
             settings,
-            count=keys,
+            count=gate.count + device_keys,
             user_id=first_id,
             method="pwd",
             reason=reason,
@@ -294,7 +306,13 @@ async def authenticate_password(
         )
         return LoginResult(False, error_key="login.error.disabled")
     cred = creds[matched.id]
-    await _after_password_success(db, cred, password)
+    own_key = throttle.account_key(matched.id)
+    done = [throttle.pair_key(own_key, ip)]
+    if matched.id in remembered:
+        done.append(throttle.device_key(remembered[matched.id]))
+    if not contested and not devices:  # what others did stays counted while contested, or when a device vouched
+        done.append(own_key)
+    await _after_password_success(db, cred, password, done)
     violations = passwords.check_policy(password, logins=[name, matched.username or ""])
     return LoginResult(
         True,
@@ -302,15 +320,16 @@ async def authenticate_password(
         name=matched.name,
         mfa_methods=mfa_methods(cred),
         needs_password_change=bool(violations),
+        step_up=contested,
     )
 
 
-async def _after_password_success(db: Database, cred: Credential, password: str) -> None:
-    """Reset the account's counter; rehash when the hashing parameters changed (unless the password changed)."""
+async def _after_password_success(db: Database, cred: Credential, password: str, keys: list[str]) -> None:
+    """Reset the attempt's own counters; rehash when the hashing parameters changed (unless the password changed)."""
     old = cred.password_hash
     fresh = await passwords.hash_password(password) if old and passwords.needs_rehash(old) else None
     async with db.session() as s:
-        await throttle.reset(s, [throttle.account_key(cred.user_id)])
+        await throttle.reset(s, keys)
         if fresh is not None:
             await s.exec(
                 update(Credential)
@@ -354,8 +373,9 @@ async def change_password(
     """Replace a password given the current one (throttled like a sign-in); a new password breaking the policy
     raises PasswordRejected."""
     db = _db(rt_or_db)
-    keys = throttle.keys_for(ip=ip, client_id=client_id, own=[throttle.account_key(user_id)])
-    wait = await _blocked(db, keys)
+    # the person is signed in: only what this address did to the account may delay it
+    gate = throttle.password_gate(own=[throttle.account_key(user_id)], ip=ip, client_id=client_id)
+    wait = await _blocked(db, gate.hard)
     if wait:
         return CheckResult(False, error_key="login.error.throttled", retry_after=wait)
     cred = await _credential(db, user_id)
@@ -363,7 +383,7 @@ async def change_password(
         await _failed(
             db,
             settings,
-            count=keys,
+            count=gate.count,
             user_id=user_id,
             method="pwd",
             reason="bad_credentials",
@@ -377,7 +397,7 @@ async def change_password(
     if violations:
         raise PasswordRejected(violations)
     await set_password(db, settings, user_id=user_id, password=new_password, logins=logins)
-    await _succeeded(db, [throttle.account_key(user_id)])
+    await _succeeded(db, gate.hard)
     return CheckResult(True, amr=["pwd"])
 
 
@@ -643,7 +663,7 @@ async def send_otp(
     if channel not in otp.CHANNELS:
         return OtpSent(False, error_key="mfa.error.invalid")
     db = _db(rt_or_db)
-    wait = await _blocked(db, throttle.keys_for(ip=ip, own=[throttle.mfa_key(user_id)]))
+    wait = await _blocked(db, [throttle.mfa_key(user_id)])
     if wait:
         return OtpSent(False, error_key="mfa.error.throttled", retry_after=wait)
     try:

@@ -43,11 +43,18 @@ def bound(app_state: Any) -> Bound:
 
 
 async def authenticate_password(
-    b: Bound, *, login: str, password: str, ip: str | None, client_id: str | None
+    b: Bound, *, login: str, password: str, ip: str | None, client_id: str | None, device_cookie: str | None = None
 ) -> LoginResult:
     """Check a login name and password (throttled; failures are recorded and published)."""
     return await credentials.authenticate_password(
-        b.rt, b.rpc, b.settings, login=login, password=password, ip=ip, client_id=client_id
+        b.rt,
+        b.rpc,
+        b.settings,
+        login=login,
+        password=password,
+        ip=ip,
+        client_id=client_id,
+        device_cookie=device_cookie,
     )
 
 

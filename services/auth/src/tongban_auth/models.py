@@ -116,7 +116,8 @@ class Credential(SQLModel, table=True):
 
 
 class Throttle(SQLModel, table=True):
-    """A failure counter for brute-force protection: one row per key (`acct:<id>`, `ip:<addr>`, `client:<id>`)."""
+    """A failure counter for brute-force protection: one row per key (`pair:acct:<id>@<addr>`, `acct:<id>`,
+    `dev:<device>`, `ip:<addr>`, `client:<id>`, …; see `tongban_auth.throttle`)."""
 
     __tablename__ = "auth_throttle"
 

@@ -1,21 +1,30 @@
 """Brute-force protection shared by every replica: failure counters in `auth_throttle`, progressive delays.
 
-Keys: `acct:<user id>` (password checks of an account), `mfa:<user id>` (its second-factor checks, counted apart so
-a correct password cannot reset them), `login:<login name>` (attempts on a login name no account has), `ip:<address>`
-and `client:<client id>`. After the free failures of a key, each further failure blocks the key for
-`min(2 ** (failures - free), max_delay)` seconds; while any key of an attempt is blocked the attempt is refused
-before any secret is checked. There is no hard lockout, so nobody can lock a person out for good.
+The attacker pays, the owner does not. A password attempt has *hard* keys, which refuse it unchecked while they
+are delayed, and *soft* keys, which only ask a right password for a step-up (`password_gate`):
+- from a browser without a device cookie for the account (`tongban_auth.devices`) the hard key is the pair of
+  account and client address, `pair:acct:<user id>@<address>` (`pair:login:<name>@…` for a name no account has):
+  what this address did to this account. The account across addresses (`acct:`/`login:`), the address across
+  accounts (`ip:`) and the app (`client:`) are soft: when others hammer them, a right password gets a second
+  factor to pass instead of a refusal, so nobody elsewhere can lock the owner out;
+- from a browser with a device cookie for the account (it signed in there before), the only key is the device's
+  own `dev:<device id>`; a device past its free failures is treated as untrusted until its delay ends.
+Second-factor checks count on `mfa:<user id>` (hard, apart, so a right password cannot reset it) and on the
+address and app. After the free failures of a key, each further failure delays it for
+`min(2 ** (failures - free), max_delay)` seconds. Shared keys are looser: an office NAT puts many people behind
+one address and an app signs in all its users, so an address gets ten times and a client a hundred times the free
+failures of an account; at an address past its free failures a pair has none.
 
-Shared keys are looser: an office NAT puts many people behind one address, and an app signs in all its users, so
-an address gets ten times and a client a hundred times the free failures of an account. A counter is forgotten
-a day after its last failure. Counting is one `INSERT … ON CONFLICT DO UPDATE … RETURNING` per key, atomic on
-PostgreSQL and SQLite alike, so concurrent failures are all counted.
+A counter is forgotten a day after its last failure and purged then; every failure writes a bounded number of
+rows (one per key of the attempt). Counting is one `INSERT … ON CONFLICT DO UPDATE … RETURNING` per key, atomic
+on PostgreSQL and SQLite alike, so concurrent failures are all counted.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,8 +46,18 @@ _TABLE: Any = Throttle.__table__  # type: ignore[attr-defined]
 
 
 def account_key(user_id: str) -> str:
-    """The key of an account's password checks."""
+    """The key of an account's password checks from every address."""
     return f"acct:{user_id}"
+
+
+def pair_key(own: str, ip: str | None) -> str:
+    """The key of an account's (or unknown login name's) password checks from one client address."""
+    return f"pair:{own[:150]}@{(ip or '-')[:45]}"
+
+
+def device_key(device_id: str) -> str:
+    """The key of the password checks made with one device cookie."""
+    return f"dev:{device_id[:64]}"
 
 
 def mfa_key(user_id: str) -> str:
@@ -61,8 +80,34 @@ def keys_for(*, ip: str | None = None, client_id: str | None = None, own: Iterab
     return keys
 
 
-def free_failures(key: str, settings: Settings) -> int:
-    """Failures a key may have before delays start."""
+@dataclass(frozen=True)
+class Gate:
+    """The keys of one password attempt: `hard` refuse it unchecked while delayed, `soft` only make a right
+    password take a step-up while delayed; a failure counts on both."""
+
+    hard: list[str]
+    soft: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> list[str]:
+        """Every key a failure of this attempt counts on."""
+        return list(dict.fromkeys(self.hard + self.soft))
+
+
+def password_gate(*, own: Iterable[str], ip: str | None, client_id: str | None, devices: Iterable[str] = ()) -> Gate:
+    """The keys of a password attempt on the accounts (or login name) `own`; `devices` are the device ids of a
+    trusted device cookie for them (then only they count)."""
+    trusted = [device_key(d) for d in devices]
+    if trusted:
+        return Gate(hard=trusted)
+    own = list(own)
+    return Gate(hard=[pair_key(k, ip) for k in own], soft=keys_for(ip=ip, client_id=client_id, own=own))
+
+
+def free_failures(key: str, settings: Settings, *, hot_address: bool = False) -> int:
+    """Failures a key may have before delays start (a pair has none at an address past its own free failures)."""
+    if hot_address and key.startswith("pair:"):
+        return 0
     return settings.throttle_free_failures * SCALE.get(key.split(":", 1)[0], 1)
 
 
@@ -100,7 +145,10 @@ async def record_failure(
     dialect = (await s.connection()).dialect.name
     t = _TABLE
     longest = 0
-    for key in sorted(set(keys)):  # one lock order for every writer
+    wanted = sorted(set(keys))  # one lock order for every writer
+    hot = [k for k in wanted if k.startswith("ip:")]
+    hot_address = bool(hot) and await retry_after(s, hot, now=now) > 0
+    for key in wanted:
         stmt = _upsert(dialect).values(key=key, failures=1, last_failure_at=now, blocked_until=None)
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.key],
@@ -113,7 +161,8 @@ async def record_failure(
             },
         ).returning(t.c.failures)
         failures = int((await s.exec(stmt)).scalar_one())
-        delay = delay_seconds(failures, free_failures(key, settings), settings.throttle_max_delay_seconds)
+        free = free_failures(key, settings, hot_address=hot_address)
+        delay = delay_seconds(failures, free, settings.throttle_max_delay_seconds)
         if delay:
             until = now + timedelta(seconds=delay)
             await s.exec(
@@ -126,7 +175,7 @@ async def record_failure(
 
 
 async def reset(s: AsyncSession, keys: Iterable[str]) -> None:
-    """Forget the failures of keys after a success (the caller passes its own key, never the address)."""
+    """Forget the failures of keys after a success (the caller passes its own keys, never the address)."""
     wanted = list(set(keys))
     if wanted:
         await s.exec(delete(_TABLE).where(_TABLE.c.key.in_(wanted)))

@@ -20,6 +20,7 @@ from tongban_auth.config import Settings as AuthSettings
 from tongban_auth.main import create_app as create_auth_app
 from tongban_auth.seed import seed as seed_auth
 from tongban_kit.db import run_migrations
+from tongban_kit.settings import forwarding_options
 from tongban_kit.testing.pg import PgServer
 from tongban_kit.testing.serve import reserve_socket, serve, url_of
 from tongban_org.config import Settings as OrgSettings
@@ -61,8 +62,16 @@ async def _database(pg_server: PgServer, migrations: object) -> str:
 
 
 @pytest.fixture(scope="module")
-async def stack(pg_server: PgServer, nats_url: str, nats_namespace: str) -> AsyncIterator[Stack]:
-    """Org, user and auth services; the auth service listens on a real port."""
+def auth_overrides() -> dict[str, Any]:
+    """Settings of the module's auth service besides the defaults (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    pg_server: PgServer, nats_url: str, nats_namespace: str, auth_overrides: dict[str, Any]
+) -> AsyncIterator[Stack]:
+    """Org, user and auth services; the auth service listens on a real port, served as `serve` serves it."""
     common = {
         "environment": "test",
         "nats_url": nats_url,
@@ -90,6 +99,7 @@ async def stack(pg_server: PgServer, nats_url: str, nats_namespace: str) -> Asyn
         key_encryption_key=secrets.token_urlsafe(32),
         rsa_key_bits=2048,
         **common,
+        **auth_overrides,
     )
     auth = create_auth_app(settings)
     auth.state.otp_outbox = []
@@ -100,7 +110,7 @@ async def stack(pg_server: PgServer, nats_url: str, nats_namespace: str) -> Asyn
             await seed_users(user.state.runtime.db, user.state.cipher)
             async with auth.router.lifespan_context(auth):
                 await seed_auth(auth.state.runtime.db, settings)
-                async with serve(auth, sock, lifespan="off"):
+                async with serve(auth, sock, lifespan="off", **forwarding_options(settings)):
                     yield Stack(issuer=issuer, auth=auth, user=user, org=org, settings=settings)
     finally:
         for url in (org_url, user_url, auth_url):

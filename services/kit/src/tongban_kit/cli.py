@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from tongban_kit.db import Database, run_migrations
 from tongban_kit.logging import configure_logging
-from tongban_kit.settings import ServiceSettings
+from tongban_kit.settings import ServiceSettings, forwarding_options
 
 
 @dataclass(frozen=True)
@@ -95,5 +95,6 @@ def service_main(
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=10,
+        **forwarding_options(settings),
     )
     return 0

@@ -109,6 +109,8 @@ class DevStack:
                     f"{prefix}DATABASE_URL": f"sqlite+aiosqlite:///{self.data}/{name}.db",
                     f"{prefix}OIDC_ISSUER": issuer,
                     f"{prefix}OIDC_JWKS_URL": jwks,
+                    # the gateway reaches the services over the loopback: believe its X-Forwarded-For
+                    f"{prefix}FORWARDED_ALLOW_IPS": "127.0.0.1",
                     # development only: the demo app's own token may manage apps; one-time codes go through the
                     # message service (whose SMS and email providers write them to its log)
                     **(

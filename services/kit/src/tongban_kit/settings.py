@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
     nats_password: str | None = None
     #: prefix for every subject, stream and service name; isolates test runs sharing one NATS
     nats_namespace: str = ""
+    #: proxies (addresses or networks, comma-separated) whose `X-Forwarded-For` and `X-Forwarded-Proto` are
+    #: believed: the gateway; empty: none, the peer's address is the client's (see `forwarding_options`)
+    forwarded_allow_ips: str = ""
     #: public base URL used in links (e.g. the gateway URL)
     public_url: str = "http://127.0.0.1:8000"
     #: the issuer (`iss`) of the access tokens this service accepts; empty: Bearer tokens are not configured
@@ -71,3 +74,13 @@ class ServiceSettings(BaseSettings):
     def is_dev(self) -> bool:
         """True in the development environment."""
         return self.environment == "dev"
+
+
+def forwarding_options(settings: ServiceSettings) -> dict[str, Any]:
+    """uvicorn's proxy options: forwarded headers are read only from `forwarded_allow_ips`, else the peer counts.
+
+    uvicorn takes the rightmost address of `X-Forwarded-For` that is not a trusted proxy, so a client cannot
+    choose its address by sending the header itself: the gateway appends the peer it saw.
+    """
+    trusted = [h.strip() for h in settings.forwarded_allow_ips.split(",") if h.strip()]
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}

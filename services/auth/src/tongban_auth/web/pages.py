@@ -44,7 +44,7 @@ TEMPLATES: dict[str, tuple[frozenset[str], dict[str, Any]]] = {
     ),
     "mfa.html": (
         frozenset({"action", "interaction", "methods", "method", "csrf"}),
-        {"sent_to": None, "error": None, "retry_after": None},
+        {"sent_to": None, "error": None, "retry_after": None, "step_up": False},
     ),
     "consent.html": (
         frozenset({"action", "interaction", "client_name", "client_id", "scopes", "user_name", "csrf"}),

@@ -36,15 +36,19 @@ def url_of(sock: socket.socket) -> str:
 
 @asynccontextmanager
 async def serve(
-    app: Any, sock: socket.socket | None = None, *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any,
+    sock: socket.socket | None = None,
+    *,
+    lifespan: Literal["auto", "on", "off"] = "on",
+    **options: Any,
 ) -> AsyncIterator[str]:
     """Run `app` with uvicorn on `sock` (or a fresh port) until the block ends; yields the base URL.
 
     With `lifespan="on"` uvicorn starts and stops the app's resources; pass `"off"` for an app whose lifespan
-    already runs.
+    already runs. `options` go to `uvicorn.Config` (e.g. `forwarding_options(settings)`, as `python -m … serve` does).
     """
     sock = sock or reserve_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False, **options)
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

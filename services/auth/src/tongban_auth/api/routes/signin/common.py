@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tongban_auth import authorize, factors, flow, sessions
+from tongban_auth import authorize, devices, factors, flow, sessions
 from tongban_auth.authorize import RedirectError
 from tongban_auth.config import Settings
 from tongban_auth.interaction import Interaction, InteractionExpired, open_sealed, seal
@@ -34,8 +34,17 @@ def issuer_path(settings: Settings, path: str) -> str:
 
 
 def client_ip(request: Request) -> str | None:
-    """The client address of a request."""
+    """The client address of a request: the peer, or what a trusted proxy (the gateway) says it saw.
+
+    uvicorn rewrites the peer from `X-Forwarded-For` only for the proxies in `forwarded_allow_ips`
+    (`tongban_kit.settings.forwarding_options`); from anyone else the header is ignored.
+    """
     return request.client.host if request.client else None
+
+
+def device_cookie(request: Request, settings: Settings) -> str | None:
+    """The browser's device cookie (`tongban_auth.devices`)."""
+    return request.cookies.get(devices.cookie_name(settings))
 
 
 async def read_form(request: Request) -> dict[str, list[str]]:
@@ -113,6 +122,7 @@ class Flow:
         self.box = request.app.state.interaction_box
         self.cookie_to_set: str | None = None
         self.clear_cookie = False
+        self.device_to_set: str | None = None
 
     @property
     def browser_key(self) -> str:
@@ -132,6 +142,16 @@ class Flow:
             set_session_cookie(response, self.settings, self.cookie_to_set)
         elif self.clear_cookie:
             clear_session_cookie(response, self.settings)
+        if self.device_to_set:  # outlives sign-outs: it only says this browser signed in to the account before
+            response.set_cookie(
+                devices.cookie_name(self.settings),
+                self.device_to_set,
+                max_age=self.settings.device_cookie_days * 86400,
+                path="/",
+                secure=self.settings.cookie_secure,
+                httponly=True,
+                samesite="lax",
+            )
         return response
 
     async def client_name(self, client_id: str) -> str:

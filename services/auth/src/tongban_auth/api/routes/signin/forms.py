@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from tongban_auth import authorize, consents, factors, flow, sessions
+from tongban_auth import authorize, consents, devices, factors, flow, sessions
 from tongban_auth.api.deps import SettingsDep
 from tongban_auth.api.docs import PAGE_ANSWERS
 from tongban_auth.api.routes.signin.common import (
     Flow,
     client_ip,
+    device_cookie,
     error_page,
     one_value,
     open_interaction,
@@ -45,6 +46,7 @@ async def login(request: Request, s: SessionDep, settings: SettingsDep) -> Respo
         password=password,
         ip=client_ip(request),
         client_id=req.client_id if req else None,
+        device_cookie=device_cookie(request, settings),
     )
     if not result.ok:
         status = 429 if result.retry_after else 401
@@ -54,21 +56,26 @@ async def login(request: Request, s: SessionDep, settings: SettingsDep) -> Respo
     assert result.user_id is not None
     it.login_done = True
     wants = req is not None and authorize.wants_mfa(req, settings)
-    if result.mfa_methods or wants:
+    if result.mfa_methods or wants or result.step_up:
         methods = list(result.mfa_methods) or await factors.methods(factors.bound(request.app.state), result.user_id)
         if methods:
             it.pending_user, it.pending_amr, it.mfa_methods = result.user_id, ["pwd"], methods
-            return await f.render_step(flow.Show("mfa", it))
-        # the app wants a second factor this person has none of: signed in with the password (so the account page
-        # can set one up at once), and the app is told
-        await _start_session(f, result.user_id, ["pwd"], settings.acr_password, req.client_id if req else None)
-        return f.no_second_factor(it)
+            return await f.render_step(flow.Show("mfa", it), step_up=result.step_up)
+        if wants:
+            # the app wants a second factor this person has none of: signed in with the password (so the account
+            # page can set one up at once), and the app is told
+            await _start_session(f, result.user_id, ["pwd"], settings.acr_password, req.client_id if req else None)
+            return f.no_second_factor(it)
+        # a step-up without any second factor: the delays of this address's own failures were the only check
     await _start_session(f, result.user_id, ["pwd"], settings.acr_password, req.client_id if req else None)
     return await f.advance(it)
 
 
 async def _start_session(f: Flow, user_id: str, amr: list[str], acr: str, client_id: str | None) -> LoginSession:
-    """Sign the browser in: renew its session for the same person, or replace another person's session."""
+    """Sign the browser in: renew its session for the same person, or replace another person's session; after a
+    password, the browser's device cookie remembers the account."""
+    if "pwd" in amr:
+        f.device_to_set = devices.remember(f.settings, device_cookie(f.request, f.settings), user_id)
     current = await f.session()
     if current is not None and current.user_id == user_id:
         cookie = sessions.renew(f.s, current, amr=amr, acr=acr, client_id=client_id)
