@@ -5,7 +5,9 @@ service on a real loopback port (issuer = its URL), demo data seeded (directory,
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,37 @@ from tongban_org.seed import seed as seed_org
 from tongban_user.config import Settings as UserSettings
 from tongban_user.main import create_app as create_user_app
 from tongban_user.seed import seed as seed_users
+
+#: Debian's chromium (`make browser` installs it); the browser tests drive it headless through Playwright
+CHROMIUM = os.environ.get("TONGBAN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium; without it the test is skipped with the reason (and fails in CI, which installs it)."""
+    if not shutil.which(CHROMIUM):  # a name on PATH or an executable path
+        reason = f"chromium not found at {CHROMIUM}: `make browser` installs Debian's chromium"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
 
 
 class RecordingDeliverer:

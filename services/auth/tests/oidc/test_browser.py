@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -31,24 +29,7 @@ from tongban_kit.testing.serve import serve
 
 from .conftest import Stack
 
-CHROMIUM = os.environ.get("TONGBAN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError(f"chromium not found at {CHROMIUM}: `make browser` installs Debian's chromium")
-    pytest.skip(f"chromium not found at {CHROMIUM} (make browser installs it)", allow_module_level=True)
-
-playwright_api = pytest.importorskip("playwright.async_api")
+pytestmark = pytest.mark.browser
 
 
 def pkce() -> tuple[str, str]:
@@ -111,16 +92,6 @@ async def rp(stack: Stack) -> AsyncIterator[RelyingParty]:
                 secret=party.secret,
             )
         yield party
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 class App:

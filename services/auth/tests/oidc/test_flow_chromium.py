@@ -4,7 +4,6 @@ to follow the redirect back to the app, and a pushed request must run through th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,31 +12,21 @@ import pytest
 
 from .conftest import Stack
 from .flow_support import PASSWORD, App, RelyingParty, rp
-from .test_browser import CHROMIUM as CHROMIUM_PATH
-from .test_browser import CHROMIUM_ARGS, playwright_api
 
 __all__ = ["rp"]
 
 
-@pytest.fixture(scope="module")
-async def chromium() -> AsyncIterator[Any]:
-    """Headless Chromium."""
-    async with playwright_api.async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            await b.close()
+pytestmark = pytest.mark.browser
 
 
 async def test_pushed_request_sign_in_then_confirmed_logout_back_to_the_app(
-    stack: Stack, rp: RelyingParty, chromium: Any
+    stack: Stack, rp: RelyingParty, browser: Any
 ) -> None:
     app = App(stack, rp)
     async with httpx.AsyncClient() as c:
         r = await c.post(f"{stack.issuer}/oauth2/par", data=app.params(), auth=("flow-app", rp.secret))
     assert r.status_code == 201, r.text
-    context = await chromium.new_context(locale="en-US")
+    context = await browser.new_context(locale="en-US")
     page = await context.new_page()
     try:
         query = urlencode({"client_id": "flow-app", "request_uri": r.json()["request_uri"]})

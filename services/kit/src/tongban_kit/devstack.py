@@ -22,7 +22,10 @@ GATEWAY_PORT = 8000
 
 
 def _port_free(port: int) -> bool:
+    """True when a server could listen on the port now: SO_REUSEADDR as servers set it, so connections of a stopped
+    run waiting out TIME-WAIT do not count (a restart right after Ctrl-C works)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

