@@ -20,6 +20,7 @@ from tongban_auth.config import Settings as AuthSettings
 from tongban_auth.main import create_app as create_auth_app
 from tongban_auth.seed import seed as seed_auth
 from tongban_kit.db import run_migrations
+from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 from tongban_kit.testing.pg import PgServer
 from tongban_kit.testing.serve import reserve_socket, serve, url_of
 from tongban_org.config import Settings as OrgSettings
@@ -65,6 +66,7 @@ async def stack(pg_server: PgServer, nats_url: str, nats_namespace: str) -> Asyn
     """Org, user and auth services; the auth service listens on a real port."""
     common = {
         "environment": "test",
+        **DEMO_ADMIN_SETTINGS,
         "nats_url": nats_url,
         "nats_namespace": nats_namespace,
         "log_json": False,
@@ -89,6 +91,7 @@ async def stack(pg_server: PgServer, nats_url: str, nats_namespace: str) -> Asyn
         issuer=issuer,
         key_encryption_key=secrets.token_urlsafe(32),
         rsa_key_bits=2048,
+        outbound_allow_loopback=True,  # the apps' back-channel logout endpoints run on this machine
         **common,
     )
     auth = create_auth_app(settings)
