@@ -180,8 +180,7 @@ async def test_a_stored_backchannel_uri_on_loopback_gets_no_logout_token(
     http = OutboundClient(auth_settings.outbound_policy)
     try:
         async with auth_db.session() as s:
-            with pytest.raises(RuntimeError, match="back-channel logout failed"):
-                await logout.notify_clients(s, auth_app.state.signer, auth_settings, ended, http=http)
+            assert await logout.notify_clients(s, auth_app.state.signer, auth_settings, ended, http=http) == []
     finally:
         await http.close()
     assert seen == []

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from tongban_kit.outbound import (
     GuardedResolver,
+    OutboundBlocked,
     OutboundClient,
     OutboundError,
     OutboundPolicy,
@@ -144,7 +145,7 @@ async def test_the_client_calls_nothing_it_refuses(server: tuple[str, list[str]]
     strict = OutboundClient(STRICT)
     try:
         for target in (url, f"http://localhost:{port}/", f"http://0x7f000001:{port}/", f"http://2130706433:{port}/"):
-            with pytest.raises(OutboundError, match="not called"):
+            with pytest.raises(OutboundBlocked, match="not called"):
                 await strict.request("POST", target, data={"logout_token": "x"})
     finally:
         await strict.close()

@@ -26,7 +26,7 @@ from tongban_auth.contract import SessionEnded
 from tongban_auth.models import Client, Grant
 from tongban_auth.tokens import Signer
 from tongban_kit.events import CloudEvent
-from tongban_kit.outbound import OutboundClient
+from tongban_kit.outbound import OutboundBlocked, OutboundClient
 
 log = logging.getLogger(__name__)
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -77,8 +77,8 @@ async def notify_clients(
 ) -> list[str]:
     """POST a logout token to every client with a back-channel URI that had a grant in the session.
 
-    Calls go through the guarded client (a URI that names an internal host is never called, and counts as a failed
-    notice). Returns the client ids notified; raises when any notice failed, so the event is delivered again later.
+    Calls go through the guarded client: a URI naming an internal host is never called (logged, not retried).
+    Returns the client ids notified; raises when any notice failed, so the event is delivered again later.
     """
     if not ended.grant_ids:
         return []
@@ -91,10 +91,14 @@ async def notify_clients(
         )
     ).all()
 
-    async def send(client: Client) -> str:
+    async def send(client: Client) -> str | None:
         assert client.backchannel_logout_uri is not None
         token = await logout_token(signer, settings, client_id=client.client_id, sub=ended.user_id, sid=ended.sid)
-        resp = await http.request("POST", client.backchannel_logout_uri, data={"logout_token": token})
+        try:
+            resp = await http.request("POST", client.backchannel_logout_uri, data={"logout_token": token})
+        except OutboundBlocked as exc:  # an internal host (registered before the guard): never, so no retry either
+            log.warning("back-channel logout not sent", extra={"client_id": client.client_id, "reason": str(exc)})
+            return None
         if resp.status not in (200, 204):
             raise RuntimeError(f"{client.client_id} answered {resp.status}")
         return client.client_id

@@ -51,6 +51,10 @@ class OutboundError(Exception):
     """A guarded call that failed: refused, unreachable, timed out or answered too much."""
 
 
+class OutboundBlocked(OutboundError):
+    """A guarded call refused before anything was sent (the URL or its addresses are not allowed)."""
+
+
 @dataclass(frozen=True)
 class OutboundPolicy:
     """What the guarded client may call."""
@@ -215,11 +219,11 @@ class OutboundClient:
                     raise OutboundError(f"{url} answered more than {self.policy.max_bytes} bytes")
                 return OutboundResponse(resp.status, resp.headers.copy(), body)
         except OutboundRefused as exc:
-            raise OutboundError(f"{url} is not called: {exc}") from exc
+            raise OutboundBlocked(f"{url} is not called: {exc}") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             refused = _refusal_in(exc)
             if refused is not None:
-                raise OutboundError(f"{url} is not called: {refused}") from exc
+                raise OutboundBlocked(f"{url} is not called: {refused}") from exc
             raise OutboundError(f"{url} failed: {exc.__class__.__name__} {exc}") from exc
 
     async def close(self) -> None:
