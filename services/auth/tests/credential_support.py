@@ -18,7 +18,6 @@ from tongban_auth.config import Settings
 from tongban_kit.db import Database, run_migrations
 from tongban_kit.nats import Bus, connect
 from tongban_kit.rpc import RpcBadRequest, RpcClient, RpcNotFound, RpcServer
-from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 from tongban_user.contract import (
     RPC_CONTACTS,
     RPC_LOOKUP,
@@ -37,7 +36,6 @@ def make_settings(url: str = "sqlite+aiosqlite:///:memory:", **overrides: object
     """Auth settings for tests (environment `test`, a random key-encryption key)."""
     values: dict[str, object] = {
         "environment": "test",
-        **DEMO_ADMIN_SETTINGS,
         "database_url": url,
         "key_encryption_key": KEY,
         "log_json": False,
