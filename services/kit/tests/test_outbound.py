@@ -64,6 +64,8 @@ LOOPBACK = OutboundPolicy(allow_loopback=True, connect_timeout=1.0, read_timeout
         "https://metadata.google.internal/",
         "https://printer.local/",
         "https://%31%32%37.0.0.1/",
+        "https://１２７.０.０.１/",  # full-width digits: IDNA folds them to 127.0.0.1
+        "https://ｎａｔｓ/",
         "https://user:pw@app.example.gov.cn/",
         "http://app.example.gov.cn/",
         "ftp://app.example.gov.cn/",
@@ -79,6 +81,7 @@ def test_internal_and_odd_hosts_are_refused(url: str) -> None:
     "url",
     [
         "https://app.example.gov.cn/backchannel",
+        "https://浙里办.政务.cn/logout",
         "https://8.8.8.8/jwks",
         "https://[2001:4860:4860::8888]/",
         "https://a.b-c.io:8443/x",

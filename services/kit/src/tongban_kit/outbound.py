@@ -126,6 +126,11 @@ def check_url(url: str, policy: OutboundPolicy) -> SplitResult:
     except ValueError:
         raise OutboundRefused("the URL has an invalid port") from None
     host = raw_host.rstrip(".")
+    if not host.isascii():  # an internationalised name is judged (and later resolved) in its A-label form
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise OutboundRefused(f"{raw_host!r} is not a valid internationalised name") from None
     ip = _ip_literal(host)
     if ip is not None:
         check_address(ip, policy)
