@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tongban_auth.config import Settings
 from tongban_auth.grants import MAX_EXCHANGE_DEPTH
 from tongban_auth.issuance import ACCESS_TOKEN_TYPE
 from tongban_auth.schemas import GrantType
 from tongban_kit.db import Database
+from tongban_kit.jwks import JwksSource
+from tongban_kit.revocations import RevocationFeed, RevocationList
+from tongban_kit.testing.helpers import eventually
 from tongban_kit.testing.recorder import EventRecorder
+from tongban_kit.tokens import InvalidToken, TokenVerifier
 
 from .helpers import event_about
 from .oauth_support import (
@@ -163,3 +168,41 @@ async def test_exchanges_are_bounded_in_depth(
         assert r.status_code == 200, r.text
         token = r.json()["access_token"]
     oauth_error(await _exchange(client, backend, token), 400, "invalid_grant")
+
+
+async def test_a_verifier_following_revocations_refuses_the_exchanged_token(
+    client: httpx.AsyncClient,
+    auth_app: FastAPI,
+    auth_db: Database,
+    auth_settings: Settings,
+    web: App,
+    backend: App,
+) -> None:
+    """What every service and the gateway run: the kit's verifier, fed by auth.token.revoked.v1 over JetStream."""
+    revocations = RevocationList()
+    feed = RevocationFeed(auth_app.state.runtime.bus, revocations, replay_seconds=60)
+    assert await feed.start(wait=10)
+    verifier = TokenVerifier(
+        JwksSource.from_jwks((await client.get("/oauth2/jwks")).json()),
+        issuer=auth_settings.issuer,
+        audience=auth_settings.api_audience,
+        revocations=revocations,
+    )
+    try:
+        subject, _ = await _user_token(client, auth_db, auth_settings, web)
+        exchanged = (await _exchange(client, backend, subject)).json()["access_token"]
+        assert (await verifier.verify(exchanged)).act == {"sub": backend.client_id}  # accepted, and cached
+        assert (
+            await post(client, REVOKE, web, {"token": subject, "token_type_hint": "access_token"})
+        ).status_code == 200
+
+        async def refused() -> bool | None:
+            try:
+                await verifier.verify(exchanged)
+            except InvalidToken as exc:
+                return exc.reason == "revoked" or None
+            return None
+
+        assert await eventually(refused, timeout=10, what="the exchanged token refused by a following verifier")
+    finally:
+        await feed.stop()
