@@ -22,56 +22,56 @@ STRICT = OutboundPolicy()
 LOOPBACK = OutboundPolicy(allow_loopback=True, connect_timeout=1.0, read_timeout=0.5, max_bytes=1024)
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "https://169.254.169.254/latest/meta-data/",
-        "https://10.0.0.1:4222/",
-        "https://172.31.255.255/",
-        "https://192.168.0.1/",
-        "https://100.64.0.1/",
-        "https://127.0.0.1/",
-        "https://127.255.0.9/",
-        "https://[::1]/",
-        "https://0.0.0.0/",
-        "https://[::]/",
-        "https://224.0.0.251/",
-        "https://[ff02::1]/",
-        "https://240.0.0.1/",
-        "https://255.255.255.255/",
-        "https://[fe80::1]/",
-        "https://[fe80::1%25eth0]/",
-        "https://[fd12:3456::1]/",
-        "https://[::ffff:127.0.0.1]/",
-        "https://[::ffff:8.8.8.8]/",  # mapped forms are refused whatever they carry
-        "https://[::127.0.0.1]/",
-        "https://[64:ff9b::7f00:1]/",
-        "https://[2002:a9fe:a9fe::]/",
-        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
-        "https://0x7f000001/",
-        "https://0x7F.0.0.1/",
-        "https://2130706433/",
-        "https://017700000001/",
-        "https://0177.0.0.1/",
-        "https://127.1/",
-        "https://127.0.0.1./",
-        "https://nats:4222/",
-        "https://postgres/",
-        "https://LOCALHOST/",
-        "https://api.localhost/",
-        "https://auth.tongban.svc.cluster.local/",
-        "https://org.tongban.svc/",
-        "https://metadata.google.internal/",
-        "https://printer.local/",
-        "https://%31%32%37.0.0.1/",
-        "https://１２７.０.０.１/",  # full-width digits: IDNA folds them to 127.0.0.1
-        "https://ｎａｔｓ/",
-        "https://user:pw@app.example.gov.cn/",
-        "http://app.example.gov.cn/",
-        "ftp://app.example.gov.cn/",
-        "https://app.example.gov.cn:99999/",
-    ],
-)
+REFUSED = [
+    "https://169.254.169.254/latest/meta-data/",
+    "https://10.0.0.1:4222/",
+    "https://172.31.255.255/",
+    "https://192.168.0.1/",
+    "https://100.64.0.1/",
+    "https://127.0.0.1/",
+    "https://127.255.0.9/",
+    "https://[::1]/",
+    "https://0.0.0.0/",
+    "https://[::]/",
+    "https://224.0.0.251/",
+    "https://[ff02::1]/",
+    "https://240.0.0.1/",
+    "https://255.255.255.255/",
+    "https://[fe80::1]/",
+    "https://[fe80::1%25eth0]/",
+    "https://[fd12:3456::1]/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://[::ffff:8.8.8.8]/",  # mapped forms are refused whatever they carry
+    "https://[::127.0.0.1]/",
+    "https://[64:ff9b::7f00:1]/",
+    "https://[2002:a9fe:a9fe::]/",
+    "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
+    "https://0x7f000001/",
+    "https://0x7F.0.0.1/",
+    "https://2130706433/",
+    "https://017700000001/",
+    "https://0177.0.0.1/",
+    "https://127.1/",
+    "https://127.0.0.1./",
+    "https://nats:4222/",
+    "https://postgres/",
+    "https://LOCALHOST/",
+    "https://api.localhost/",
+    "https://auth.tongban.svc.cluster.local/",
+    "https://org.tongban.svc/",
+    "https://metadata.google.internal/",
+    "https://printer.local/",
+    "https://%31%32%37.0.0.1/",
+    "https://１２７.０.０.１/",  # full-width digits: IDNA folds them to 127.0.0.1
+    "https://ｎａｔｓ/",
+    "https://user:pw@app.example.gov.cn/",
+    "http://app.example.gov.cn/",
+    "ftp://app.example.gov.cn/",
+    "https://app.example.gov.cn:99999/",
+]
+
+
+@pytest.mark.parametrize("url", REFUSED)
 def test_internal_and_odd_hosts_are_refused(url: str) -> None:
     with pytest.raises(OutboundRefused):
         check_url(url, STRICT)
@@ -169,5 +169,15 @@ async def test_no_redirects_small_bodies_short_timeouts(server: tuple[str, list[
         with pytest.raises(OutboundError):
             await client.request("GET", url + "/slow")
         assert asyncio.get_running_loop().time() - started < 2.5
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("url", REFUSED)
+async def test_the_client_refuses_every_form_at_call_time(url: str) -> None:
+    client = OutboundClient(STRICT)
+    try:
+        with pytest.raises(OutboundBlocked):
+            await client.request("GET", url)
     finally:
         await client.close()
