@@ -20,6 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 #: names of the deployment's own services (compose and Kubernetes) and of private DNS zones; an entry starting
 #: with a dot denies every name below it
@@ -113,6 +114,17 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return None
 
 
+def _a_label(raw_host: str) -> str:
+    """A host without its trailing dot, an internationalised name in its A-label (`xn--`) form."""
+    host = raw_host.rstrip(".").lower()
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise OutboundRefused(f"{raw_host!r} is not a valid internationalised name") from None
+    return host
+
+
 def check_url(url: str, policy: OutboundPolicy) -> SplitResult:
     """The parts of a URL the guard may call, judged without DNS; raises OutboundRefused."""
     parts = urlsplit(url)
@@ -125,12 +137,7 @@ def check_url(url: str, policy: OutboundPolicy) -> SplitResult:
         parts.port  # noqa: B018 - raises on a port out of range
     except ValueError:
         raise OutboundRefused("the URL has an invalid port") from None
-    host = raw_host.rstrip(".")
-    if not host.isascii():  # an internationalised name is judged (and later resolved) in its A-label form
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise OutboundRefused(f"{raw_host!r} is not a valid internationalised name") from None
+    host = _a_label(raw_host)
     ip = _ip_literal(host)
     if ip is not None:
         check_address(ip, policy)
@@ -217,8 +224,14 @@ class OutboundClient:
     ) -> OutboundResponse:
         """Call `url` (no redirects followed); raises OutboundError when refused, unreachable or too large."""
         try:
-            check_url(url, self.policy)
-            async with self._client().request(method, url, data=data, headers=headers, allow_redirects=False) as resp:
+            checked = _a_label(check_url(url, self.policy).hostname or "")
+            target = URL(url)
+            # the host aiohttp will connect to must be the one judged (no parser differential to slip through)
+            if _a_label(target.raw_host or "") != checked:
+                raise OutboundRefused(f"the URL's host is ambiguous ({target.raw_host!r} or {checked!r})")
+            async with self._client().request(
+                method, target, data=data, headers=headers, allow_redirects=False
+            ) as resp:
                 body = await resp.content.read(self.policy.max_bytes + 1)
                 if len(body) > self.policy.max_bytes:
                     raise OutboundError(f"{url} answered more than {self.policy.max_bytes} bytes")
