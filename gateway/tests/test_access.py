@@ -163,6 +163,21 @@ async def test_revoked_tokens_and_grants_are_refused(client: httpx.AsyncClient, 
     assert (await client.get(PREFIX + "/echo", headers=bearer(other))).status_code == 200
 
 
+async def test_an_exchanged_token_dies_with_its_subject_token(client: httpx.AsyncClient, auth_bus: Bus) -> None:
+    subject = ISSUER.mint(scope="org:read")
+    # as the auth service issues an RFC 8693 exchange: the actor, and the jti of the token it came from
+    exchanged = ISSUER.mint(scope="org:read", act={"sub": "backend"}, subject_jtis=[_jti(subject)])
+    assert (await client.get(PREFIX + "/echo", headers=bearer(exchanged))).status_code == 200
+    await publish_event(auth_bus, revoked_event(jti=_jti(subject)))
+
+    async def refused() -> bool | None:
+        return True if (await client.get(PREFIX + "/echo", headers=bearer(exchanged))).status_code == 401 else None
+
+    await eventually(refused, what="the exchanged token refused with its subject token")
+    resp = await client.get(PREFIX + "/echo", headers=bearer(exchanged))
+    assert "revoked" in assert_problem(resp, 401, "invalid-token")["detail"]
+
+
 async def test_a_restarted_gateway_replays_the_revocations_in_force(
     start_gateway: Callable[..., Gateway], upstream: ThreadServer, auth_bus: Bus
 ) -> None:

@@ -29,6 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from tongban_kit.demo import demo_user_id
+
 yaml = pytest.importorskip("yaml")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -505,6 +507,25 @@ def test_env_vars_are_settings_fields(service: str, svc: str, monkeypatch: pytes
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
     assert settings.environment == "prod"
+
+
+@pytest.mark.parametrize(("service", "svc"), _settings_cases())
+def test_production_has_no_demo_administrators(service: str, svc: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prod container names no administrator by default, and refuses to start with a demo account or app as one."""
+    Settings = import_settings(svc)
+    if "bootstrap_admins" not in Settings.model_fields:
+        pytest.skip(f"{service} names no administrators")
+    prefix = f"TONGBAN_{svc.upper()}_"
+    for key in list(os.environ):
+        if key.upper().startswith(prefix):
+            monkeypatch.delenv(key)
+    for key, value in environment_of(load_compose(strong_secrets_env())["services"][service]).items():
+        monkeypatch.setenv(key, value)
+    assert Settings(_env_file=None).bootstrap_admins == []
+    for demo in (demo_user_id("demo-admin"), "demo-app"):
+        monkeypatch.setenv(prefix + "BOOTSTRAP_ADMINS", json.dumps([demo]))
+        with pytest.raises(ValueError, match="demo identities"):
+            Settings(_env_file=None)
 
 
 # ------------------------------------------------------------- dockerfile ---

@@ -23,6 +23,7 @@ from tongban_auth.seed import seed
 from tongban_auth.tokens import Signer
 from tongban_kit.db import Database, run_migrations
 from tongban_kit.demo import demo_user_id
+from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 
 from .helpers import ADMIN
 
@@ -32,11 +33,13 @@ async def auth_settings(pg_database_url: str, nats_url: str, nats_namespace: str
     """Settings of an authentication service on a fresh database (migrated to head) with a random key."""
     settings = Settings(
         environment="test",
+        **DEMO_ADMIN_SETTINGS,
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
         key_encryption_key=secrets.token_urlsafe(32),
         rsa_key_bits=2048,
+        outbound_allow_loopback=True,  # clients' JWKS servers run on this machine
         log_json=False,
         log_level="WARNING",
     )

@@ -26,6 +26,7 @@ from tongban_kit.db import Database
 from tongban_kit.ids import new_id
 from tongban_kit.jwks import load_jwks
 from tongban_kit.nats import Bus
+from tongban_kit.outbound import OutboundPolicy
 from tongban_kit.outbox import utcnow
 from tongban_kit.rpc import RpcServer
 from tongban_org.contract import RPC_ADMIN_SCOPES, AdminScopesReply, AdminScopesRequest
@@ -133,7 +134,9 @@ async def register(
         **extra,
     )
     async with db.session() as s:
-        made = await clients.register(s, body, actor="test", loopback_allowed=True, secret=secret)
+        made = await clients.register(
+            s, body, actor="test", loopback_allowed=True, secret=secret, outbound=OutboundPolicy(allow_loopback=True)
+        )
     return App(made.client_id, made.client_secret, method.value)
 
 

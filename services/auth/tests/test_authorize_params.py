@@ -71,10 +71,12 @@ def test_redirect_uri_must_match_exactly_and_is_never_followed_otherwise(redirec
         parse(params(redirect_uri=redirect), client(), SETTINGS)
 
 
-def test_redirect_uri_may_be_left_out_only_with_one_registered() -> None:
+def test_redirect_uri_may_be_left_out_only_with_one_registered_and_never_by_openid() -> None:
     with pytest.raises(PageError):
-        parse(params(redirect_uri=None), client(), SETTINGS)
-    req = parse(params(redirect_uri=None), client(redirect_uris=[REDIRECT]), SETTINGS)
+        parse(params(redirect_uri=None, scope="profile"), client(), SETTINGS)
+    with pytest.raises(PageError, match="redirect_uri is required"):  # OIDC Core §3.1.2.1: always required
+        parse(params(redirect_uri=None), client(redirect_uris=[REDIRECT]), SETTINGS)
+    req = parse(params(redirect_uri=None, scope="profile"), client(redirect_uris=[REDIRECT]), SETTINGS)
     assert req.redirect_uri == REDIRECT
 
 

@@ -95,3 +95,35 @@ async def test_tokens_are_required_and_withdrawable(client: httpx.AsyncClient, a
     r = await client.post(TOKENS, json={}, headers={"Authorization": f"Bearer {citizen}"})
     assert_problem(r, 403, "forbidden")
     assert_problem(await client.post(TOKENS, json={"scopes": ["nonsense"]}, headers=ADMIN), 422)
+
+
+WILDCARDS = [
+    "https://*.example.gov.cn/callback",
+    "https://app.example.gov.cn/*",
+    "https://app.example.gov.cn/cb/*/done",
+    "https://%2A.example.gov.cn/callback",
+    "https://app.example.gov.cn/%2a",
+    "https://*/callback",
+]
+
+
+async def test_wildcard_looking_redirect_uris_are_refused(client: httpx.AsyncClient) -> None:
+    made = await initial_token(client, max_uses=1)
+    auth = {"Authorization": f"Bearer {made['token']}"}
+    for uri in WILDCARDS:
+        for name in ("redirect_uris", "post_logout_redirect_uris"):
+            r = await client.post(REGISTER, json={**META, name: [uri]}, headers=auth)
+            assert r.status_code == 400 and r.json()["error"] == "invalid_redirect_uri", (name, uri, r.text)
+            assert "wildcard" in r.json()["error_description"]
+        # the registry API refuses them too
+        r = await client.post(
+            CLIENTS,
+            json={"name": "通配", "redirect_uris": [uri], "grant_types": ["authorization_code"], "scopes": ["openid"]},
+            headers=ADMIN,
+        )
+        body = assert_problem(r, 422, "validation-error")
+        assert body["errors"][0]["location"].startswith("body.redirect_uris"), body
+        assert "wildcard" in body["errors"][0]["message"], body
+    # a literal * in the query is data, not a pattern
+    ok = {**META, "redirect_uris": ["https://app.example.gov.cn/cb?fields=*"]}
+    assert (await client.post(REGISTER, json=ok, headers=auth)).status_code == 201

@@ -135,7 +135,9 @@ async def test_pkce_failures(
     sent = {"missing": None, "wrong": pkce()[0], "short": verifier[:42]}[case]
     body = oauth_error(await redeem(client, web, code, sent), 400, "invalid_grant")
     assert description in body["error_description"]
-    assert (await redeem(client, web, code, verifier)).status_code == 200  # a failed attempt does not burn the code
+    # the failed attempt used the code up: no second guess, not even the right verifier
+    body = oauth_error(await redeem(client, web, code, verifier), 400, "invalid_grant")
+    assert "already used" in body["error_description"]
 
 
 async def test_pkce_downgrade_and_required_pkce(
@@ -144,6 +146,7 @@ async def test_pkce_downgrade_and_required_pkce(
     _, code = await make_grant(auth_db, auth_settings, web, challenge=None)
     body = oauth_error(await redeem(client, web, code, pkce()[0]), 400, "invalid_grant")
     assert "no code_challenge" in body["error_description"]
+    _, code = await make_grant(auth_db, auth_settings, web, challenge=None)
     body = oauth_error(await redeem(client, web, code, None), 400, "invalid_grant")  # the client requires PKCE
     assert "must use PKCE" in body["error_description"]
     relaxed = await register(auth_db, require_pkce=False)

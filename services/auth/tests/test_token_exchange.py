@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tongban_auth.config import Settings
+from tongban_auth.grants import MAX_EXCHANGE_DEPTH
 from tongban_auth.issuance import ACCESS_TOKEN_TYPE
 from tongban_auth.schemas import GrantType
 from tongban_kit.db import Database
+from tongban_kit.jwks import JwksSource
+from tongban_kit.revocations import RevocationFeed, RevocationList
+from tongban_kit.testing.helpers import eventually
 from tongban_kit.testing.recorder import EventRecorder
+from tongban_kit.tokens import InvalidToken, TokenVerifier
 
 from .helpers import event_about
-from .oauth_support import REVOKE, TOKEN, App, claims_of, make_grant, oauth_error, pkce, post, redeem, register
+from .oauth_support import (
+    INTROSPECT,
+    REVOKE,
+    TOKEN,
+    App,
+    claims_of,
+    make_grant,
+    oauth_error,
+    pkce,
+    post,
+    redeem,
+    register,
+)
 
 EXCHANGE = GrantType.token_exchange.value
 
@@ -117,3 +135,74 @@ async def test_request_checks(
     oauth_error(r, 400, "invalid_request")
     oauth_error(await _exchange(client, backend, subject, audience="elsewhere"), 400, "invalid_target")
     oauth_error(await _exchange(client, web, subject), 400, "unauthorized_client")
+
+
+async def test_an_exchanged_token_dies_with_its_subject_token(
+    client: httpx.AsyncClient, auth_db: Database, auth_settings: Settings, web: App, backend: App
+) -> None:
+    subject, _ = await _user_token(client, auth_db, auth_settings, web)
+    exchanged = (await _exchange(client, backend, subject)).json()["access_token"]
+    second = await register(auth_db, grant_types=[GrantType.token_exchange], scopes=["user:read"])
+    twice = (await _exchange(client, second, exchanged)).json()["access_token"]
+    jwks = (await client.get("/oauth2/jwks")).json()
+    first_jti = claims_of(subject, jwks)["jti"]
+    assert claims_of(twice, jwks)["subject_jtis"] == [first_jti, claims_of(exchanged, jwks)["jti"]]
+    for token in (exchanged, twice):  # active, and remembered so by the introspection cache
+        assert (await post(client, INTROSPECT, backend, {"token": token})).json()["active"] is True
+
+    # the app revokes the person's access token (RFC 7009): what was exchanged from it goes too, at once
+    assert (await post(client, REVOKE, web, {"token": subject, "token_type_hint": "access_token"})).status_code == 200
+    for token in (exchanged, twice):
+        assert (await post(client, INTROSPECT, backend, {"token": token})).json() == {"active": False}
+    oauth_error(await _exchange(client, second, exchanged), 400, "invalid_grant")
+    r = await client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {twice}"})
+    assert r.status_code == 401
+
+
+async def test_exchanges_are_bounded_in_depth(
+    client: httpx.AsyncClient, auth_db: Database, auth_settings: Settings, web: App, backend: App
+) -> None:
+    token, _ = await _user_token(client, auth_db, auth_settings, web)
+    for _ in range(MAX_EXCHANGE_DEPTH):
+        r = await _exchange(client, backend, token)
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+    oauth_error(await _exchange(client, backend, token), 400, "invalid_grant")
+
+
+async def test_a_verifier_following_revocations_refuses_the_exchanged_token(
+    client: httpx.AsyncClient,
+    auth_app: FastAPI,
+    auth_db: Database,
+    auth_settings: Settings,
+    web: App,
+    backend: App,
+) -> None:
+    """What every service and the gateway run: the kit's verifier, fed by auth.token.revoked.v1 over JetStream."""
+    revocations = RevocationList()
+    feed = RevocationFeed(auth_app.state.runtime.bus, revocations, replay_seconds=60)
+    assert await feed.start(wait=10)
+    verifier = TokenVerifier(
+        JwksSource.from_jwks((await client.get("/oauth2/jwks")).json()),
+        issuer=auth_settings.issuer,
+        audience=auth_settings.api_audience,
+        revocations=revocations,
+    )
+    try:
+        subject, _ = await _user_token(client, auth_db, auth_settings, web)
+        exchanged = (await _exchange(client, backend, subject)).json()["access_token"]
+        assert (await verifier.verify(exchanged)).act == {"sub": backend.client_id}  # accepted, and cached
+        assert (
+            await post(client, REVOKE, web, {"token": subject, "token_type_hint": "access_token"})
+        ).status_code == 200
+
+        async def refused() -> bool | None:
+            try:
+                await verifier.verify(exchanged)
+            except InvalidToken as exc:
+                return exc.reason == "revoked" or None
+            return None
+
+        assert await eventually(refused, timeout=10, what="the exchanged token refused by a following verifier")
+    finally:
+        await feed.stop()

@@ -26,6 +26,7 @@ from tongban_kit.bearer import BearerAuth
 from tongban_kit.db import run_migrations
 from tongban_kit.nats import StreamSpec, connect
 from tongban_kit.natsserver import free_port
+from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 from tongban_kit.testing.pg import PgServer
 from tongban_kit.testing.tokens import TestIssuer
 from tongban_kit.tokens import JwksSource, RevocationList, TokenVerifier
@@ -80,6 +81,7 @@ async def org_app(pg_server: PgServer, nats_url: str, nats_namespace: str, auth_
     name, url = await _migrated(pg_server, tongban_org.__main__.MIGRATIONS)
     settings = OrgSettings(
         environment="test",
+        **DEMO_ADMIN_SETTINGS,
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
@@ -101,6 +103,7 @@ async def user_app(pg_server: PgServer, nats_url: str, nats_namespace: str, org_
     name, url = await _migrated(pg_server, tongban_user.__main__.MIGRATIONS)
     settings = UserSettings(
         environment="test",
+        **DEMO_ADMIN_SETTINGS,
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

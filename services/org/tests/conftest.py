@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from tongban_kit.db import run_migrations
 from tongban_kit.nats import StreamSpec, connect
+from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 from tongban_org.__main__ import MIGRATIONS
 from tongban_org.config import Settings
 from tongban_org.main import create_app
@@ -37,6 +38,7 @@ async def org_settings(pg_database_url: str, nats_url: str, nats_namespace: str)
     """Settings of a service instance on a fresh database, migrated to head."""
     settings = Settings(
         environment="test",
+        **DEMO_ADMIN_SETTINGS,
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

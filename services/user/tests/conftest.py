@@ -18,6 +18,7 @@ import tongban_org.__main__
 import tongban_user.__main__
 from tongban_kit.db import Database, run_migrations
 from tongban_kit.nats import StreamSpec, connect
+from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 from tongban_kit.testing.pg import PgServer
 from tongban_org.config import Settings as OrgSettings
 from tongban_org.main import create_app as create_org_app
@@ -62,6 +63,7 @@ async def org_app(
     """The org service, running (NATS, relay, RPC) and seeded with the Zhejiang directory and demo grants."""
     settings = OrgSettings(
         environment="test",
+        **DEMO_ADMIN_SETTINGS,
         database_url=org_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
@@ -106,6 +108,7 @@ async def user_settings(pg_database_url: str, nats_url: str, nats_namespace: str
     """Settings of a user service on a fresh database (migrated to head) with random keys."""
     settings = Settings(
         environment="test",
+        **DEMO_ADMIN_SETTINGS,
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

@@ -129,10 +129,14 @@ def _single(params: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
-def redirect_target(client: Client, given: str | None) -> str:
-    """The redirect URI to use: exactly one of the registered ones (RFC 9700 §4.1.1)."""
+def redirect_target(client: Client, given: str | None, *, oidc: bool = False) -> str:
+    """The redirect URI to use: exactly one of the registered ones (RFC 9700 §4.1.1).
+
+    It may be left out only by a plain OAuth request of a client with one registered URI: OpenID Connect
+    requires it in every request (OIDC Core §3.1.2.1), and with several registered the choice is the client's.
+    """
     if given is None:
-        if len(client.redirect_uris) == 1:
+        if len(client.redirect_uris) == 1 and not oidc:
             return client.redirect_uris[0]
         raise PageError("invalid_request", "redirect_uri is required")
     if given not in client.redirect_uris:
@@ -157,7 +161,8 @@ def parse(params: dict[str, list[str]], client: Client, settings: Settings, *, p
     `params` maps each parameter to all its values (repeated parameters are an error). Raises `PageError` when
     the redirect URI cannot be trusted, `RedirectError` for everything after that.
     """
-    redirect_uri = redirect_target(client, _single(params, "redirect_uri"))
+    scope_values = params.get("scope") or [""]
+    redirect_uri = redirect_target(client, _single(params, "redirect_uri"), oidc="openid" in scope_values[0].split())
     try:
         state = _single(params, "state")
     except PageError as exc:  # the redirect URI is trusted: answer there, without a state (which one would it be?)

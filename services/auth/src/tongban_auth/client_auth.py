@@ -36,6 +36,7 @@ from tongban_auth.models import Client, ClientStatus, ClientType, UsedAssertion
 from tongban_auth.schemas import SECRET_METHODS, AuthMethod
 from tongban_kit.db import Database
 from tongban_kit.jwks import JwksSource, VerificationKey, load_jwks
+from tongban_kit.outbound import OutboundClient
 from tongban_kit.outbox import utcnow
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -171,18 +172,17 @@ def _static_keys(jwks: Mapping[str, Any]) -> dict[str, VerificationKey]:
 class ClientAuthenticator:
     """Authenticates the client of a back-channel request with the method it registered."""
 
-    def __init__(self, db: Database, settings: Settings, cache: ClientCache, *, jwks_timeout: float = 3.0) -> None:
-        """Bind to the database, settings and client cache; `jwks_timeout` bounds fetching a client's `jwks_uri`."""
+    def __init__(self, db: Database, settings: Settings, cache: ClientCache) -> None:
+        """Bind to the database, settings and client cache; clients' `jwks_uri` are fetched by the guarded client."""
         self.db, self.settings, self.cache = db, settings, cache
-        self.jwks_timeout = jwks_timeout
+        self.outbound = OutboundClient(settings.outbound_policy)
         self._sources: dict[str, JwksSource] = {}
         self._next_purge = 0.0
 
     async def close(self) -> None:
-        """Close the HTTP sessions used for clients' `jwks_uri`."""
-        for source in self._sources.values():
-            await source.close()
+        """Close the HTTP session used for clients' `jwks_uri`."""
         self._sources.clear()
+        await self.outbound.close()
 
     async def authenticate(
         self, form: Mapping[str, str], authorization: str | None, *, endpoint_url: str
@@ -270,7 +270,7 @@ class ClientAuthenticator:
         elif client.jwks_uri:
             source = self._sources.get(client.jwks_uri)
             if source is None:
-                source = JwksSource(client.jwks_uri, timeout=self.jwks_timeout, min_refetch_seconds=10.0)
+                source = JwksSource(client.jwks_uri, min_refetch_seconds=10.0, client=self.outbound)
                 self._sources[client.jwks_uri] = source
             if isinstance(kid, str):
                 one = await source.key(kid)

@@ -47,6 +47,7 @@ from tongban_auth.schemas import (
 )
 from tongban_kit.db import on_commit
 from tongban_kit.ids import new_id
+from tongban_kit.outbound import OutboundPolicy, OutboundRefused, check_url
 from tongban_kit.outbox import emit, utcnow
 from tongban_kit.pagination import Page, decode_cursor, page_of
 from tongban_kit.problems import Problem
@@ -164,11 +165,49 @@ def check_loopback(fields: ClientFields, loopback_allowed: bool) -> None:
         )
 
 
+def outbound_refusals(fields: ClientFields, policy: OutboundPolicy) -> list[dict[str, str]]:
+    """Why URIs this server calls (back-channel logout, JWKS) fail the outbound guard (internal hosts and such)."""
+    errors = []
+    for name in ("backchannel_logout_uri", "jwks_uri"):
+        uri = getattr(fields, name)
+        try:
+            if uri is not None:
+                check_url(uri, policy)
+        except OutboundRefused as exc:
+            errors.append(
+                {"location": f"body.{name}", "message": f"{uri!r} is not called: {exc}", "type": "value_error"}
+            )
+    return errors
+
+
+def check_outbound(fields: ClientFields, policy: OutboundPolicy) -> None:
+    """A 422 problem when a URI this server would call fails the outbound guard."""
+    errors = outbound_refusals(fields, policy)
+    if errors:
+        raise Problem(
+            422,
+            "the request is not valid; see errors",
+            type="validation-error",
+            title="Validation failed",
+            errors=errors,
+        )
+
+
 async def register(
-    s: AsyncSession, body: ClientCreate, *, actor: str | None, loopback_allowed: bool, secret: str | None = None
+    s: AsyncSession,
+    body: ClientCreate,
+    *,
+    actor: str | None,
+    loopback_allowed: bool,
+    secret: str | None = None,
+    outbound: OutboundPolicy | None = None,
 ) -> ClientCreated:
-    """Register a client; confidential clients with a secret method get a secret, returned this once."""
+    """Register a client; confidential clients with a secret method get a secret, returned this once.
+
+    `outbound` is the policy of calls to the client's URIs (default: the strictest).
+    """
     check_loopback(body, loopback_allowed)
+    check_outbound(body, outbound or OutboundPolicy())
     method = body.token_endpoint_auth_method or AuthMethod.none
     plain = (secret or new_secret()) if method in SECRET_METHODS else None
     now = utcnow()
@@ -250,7 +289,13 @@ async def search(
 
 
 async def update(
-    s: AsyncSession, client_id: str, patch: ClientUpdate, *, actor: str | None, loopback_allowed: bool
+    s: AsyncSession,
+    client_id: str,
+    patch: ClientUpdate,
+    *,
+    actor: str | None,
+    loopback_allowed: bool,
+    outbound: OutboundPolicy | None = None,
 ) -> ClientPublic:
     """Merge `patch` into the client and validate the result as a whole."""
     client = await get(s, client_id, lock=True)
@@ -269,6 +314,7 @@ async def update(
     except ValidationError as exc:
         raise _problem_from(exc) from None
     check_loopback(checked, loopback_allowed)
+    check_outbound(checked, outbound or OutboundPolicy())
     new_values = checked.model_dump(include=set(FIELDS), mode="json")
     changed = sorted(k for k in FIELDS if new_values[k] != current[k])
     if checked.require_pkce != client.require_pkce:

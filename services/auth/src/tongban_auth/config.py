@@ -7,14 +7,17 @@ from typing import ClassVar, Literal
 from pydantic import field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from tongban_kit.demo import demo_user_id
-from tongban_kit.settings import ServiceSettings
+from tongban_kit.outbound import OutboundPolicy
+from tongban_kit.settings import AdminSettings
 
 SigningAlg = Literal["ES256", "RS256"]
 
 
-class Settings(ServiceSettings):
+class Settings(AdminSettings):
     """Authentication service settings, from `TONGBAN_AUTH_*` environment variables."""
+
+    # bootstrap_admins (kit AdminSettings): platform administrators of the client registry, account ids (or client
+    # ids, for an app's own token) whose tokens carry the `admin` scope
 
     model_config = SettingsConfigDict(env_prefix="TONGBAN_AUTH_", extra="ignore")
     service_name: ClassVar[str] = "auth"
@@ -41,9 +44,11 @@ class Settings(ServiceSettings):
     signing_key_cache_seconds: int = 30
     #: allow `http://127.0.0.1`, `http://localhost` and `http://[::1]` redirect URIs; unset: in dev only
     allow_loopback_http_redirects: bool | None = None
-    #: platform administrators of the client registry: account ids (or client ids, for a service account),
-    #: whose tokens carry the `admin` scope
-    bootstrap_admins: list[str] = [demo_user_id("demo-admin")]
+    #: back-channel logout and client JWKS calls may reach loopback addresses (plain http too); unset: in dev only.
+    #: Private, link-local and internal hosts are never called (see `tongban_kit.outbound`)
+    outbound_allow_loopback: bool | None = None
+    #: more host names (or `.zone` suffixes) app-supplied URLs may not name, besides the built-in internal ones
+    outbound_denied_hosts: list[str] = []
 
     #: `aud` of access tokens for the Tongban APIs behind the gateway
     api_audience: str = "tongban-api"
@@ -95,6 +100,22 @@ class Settings(ServiceSettings):
         if not self.issuer:
             self.issuer = self._issuer(self.public_url)
         return self
+
+    @model_validator(mode="after")
+    def _outbound_guarded_in_prod(self) -> Settings:
+        if self.environment == "prod" and self.outbound_allow_loopback:
+            raise ValueError("outbound_allow_loopback is for development and tests, never environment=prod")
+        return self
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        """What calls to app-supplied URLs may reach: https only outside dev, loopback where allowed."""
+        loopback = self.is_dev if self.outbound_allow_loopback is None else self.outbound_allow_loopback
+        return OutboundPolicy(
+            allow_http=self.is_dev,
+            allow_loopback=loopback,
+            denied_hosts=frozenset(h.lower() for h in self.outbound_denied_hosts),
+        )
 
     @property
     def default_alg(self) -> SigningAlg:

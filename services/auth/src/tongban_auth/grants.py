@@ -35,6 +35,7 @@ from tongban_auth.schemas import API_SCOPES, GrantType
 from tongban_auth.token_state import TokenChecker
 from tongban_kit.db import Database
 from tongban_kit.outbox import utcnow
+from tongban_kit.tokens import SUBJECT_JTIS
 
 #: code_verifier: 43-128 characters of the unreserved set (RFC 7636 §4.1)
 VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -43,6 +44,8 @@ CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 #: scope-token (RFC 6749 §3.3)
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 MAX_CODE_SECONDS = 60
+#: how many exchanges deep a token may come from (each adds a jti to its SUBJECT_JTIS claim)
+MAX_EXCHANGE_DEPTH = 5
 API_SCOPE_SET = frozenset(API_SCOPES)
 
 
@@ -158,7 +161,11 @@ class TokenEndpoint:
                 raise invalid_grant("the authorization code has expired")
             if redirect_uri != row.redirect_uri:
                 raise invalid_grant("redirect_uri differs from the authorization request")
-            self._check_pkce(row, client, verifier)
+            try:
+                self._check_pkce(row, client, verifier)
+            except OAuthError:
+                await self._spend_code(s, digest)
+                raise
             marked = await s.exec(
                 update(AuthCode)
                 .where(col(AuthCode.code_digest) == digest, col(AuthCode.used_at).is_(None))
@@ -186,6 +193,16 @@ class TokenEndpoint:
             )
             await s.commit()
         return TokenResponse(access, refresh_token=refresh, id_token=id_token)
+
+    @staticmethod
+    async def _spend_code(s: AsyncSession, digest: str) -> None:
+        """Use up a code that failed its PKCE check: a verifier gets one try, never a second guess."""
+        await s.exec(
+            update(AuthCode)
+            .where(col(AuthCode.code_digest) == digest, col(AuthCode.used_at).is_(None))
+            .values(used_at=utcnow())
+        )
+        await s.commit()
 
     async def _code_replayed(self, s: AsyncSession, row: AuthCode) -> None:
         grant_id = row.grant_id
@@ -360,6 +377,8 @@ class TokenEndpoint:
         act: dict[str, Any] = {"sub": client.client_id}
         if subject.act:
             act["act"] = subject.act
+        if len(subject.subject_jtis) >= MAX_EXCHANGE_DEPTH:
+            raise invalid_grant(f"a token may be exchanged at most {MAX_EXCHANGE_DEPTH} times over")
         claims = subject.claims
         session = {
             "auth_time": claims.get("auth_time"),
@@ -367,6 +386,8 @@ class TokenEndpoint:
             "amr": claims.get("amr"),
             "sid": claims.get("sid"),
             "gid": claims.get("gid"),
+            # the new token dies with the one it came from (and those before it), as it does with the grant
+            SUBJECT_JTIS: [*subject.subject_jtis, subject.jti],
         }
         access = await self.issuer.access_token(
             client, sub=subject.sub, scopes=scopes, session=session, act=act, not_after=int(subject.exp)

@@ -14,7 +14,6 @@ import secrets
 import time
 from typing import Any
 
-import aiohttp
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -27,11 +26,11 @@ from tongban_auth.contract import SessionEnded
 from tongban_auth.models import Client, Grant
 from tongban_auth.tokens import Signer
 from tongban_kit.events import CloudEvent
+from tongban_kit.outbound import OutboundBlocked, OutboundClient
 
 log = logging.getLogger(__name__)
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_SECONDS = 120
-POST_TIMEOUT_SECONDS = 5.0
 
 
 async def read_id_token_hint(s: AsyncSession, token: str, settings: Settings) -> dict[str, Any] | None:
@@ -74,10 +73,11 @@ async def logout_token(signer: Signer, settings: Settings, *, client_id: str, su
 
 
 async def notify_clients(
-    s: AsyncSession, signer: Signer, settings: Settings, ended: SessionEnded, *, http: aiohttp.ClientSession
+    s: AsyncSession, signer: Signer, settings: Settings, ended: SessionEnded, *, http: OutboundClient
 ) -> list[str]:
     """POST a logout token to every client with a back-channel URI that had a grant in the session.
 
+    Calls go through the guarded client: a URI naming an internal host is never called (logged, not retried).
     Returns the client ids notified; raises when any notice failed, so the event is delivered again later.
     """
     if not ended.grant_ids:
@@ -91,17 +91,16 @@ async def notify_clients(
         )
     ).all()
 
-    async def send(client: Client) -> str:
+    async def send(client: Client) -> str | None:
         assert client.backchannel_logout_uri is not None
         token = await logout_token(signer, settings, client_id=client.client_id, sub=ended.user_id, sid=ended.sid)
-        async with http.post(
-            client.backchannel_logout_uri,
-            data={"logout_token": token},
-            timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT_SECONDS),
-            allow_redirects=False,
-        ) as resp:
-            if resp.status not in (200, 204):
-                raise RuntimeError(f"{client.client_id} answered {resp.status}")
+        try:
+            resp = await http.request("POST", client.backchannel_logout_uri, data={"logout_token": token})
+        except OutboundBlocked as exc:  # an internal host (registered before the guard): never, so no retry either
+            log.warning("back-channel logout not sent", extra={"client_id": client.client_id, "reason": str(exc)})
+            return None
+        if resp.status not in (200, 204):
+            raise RuntimeError(f"{client.client_id} answered {resp.status}")
         return client.client_id
 
     results = await asyncio.gather(*(send(c) for c in clients), return_exceptions=True)
@@ -115,13 +114,16 @@ async def notify_clients(
 def consumer_handler(signer: Signer, settings: Settings) -> Any:
     """The handler of the back-channel logout consumer.
 
-    Each event gets its own HTTP client session, closed when the event is handled: sessions end rarely, and
+    Each event gets its own guarded HTTP client, closed when the event is handled: sessions end rarely, and
     nothing is left open when the service stops.
     """
 
     async def handle(s: AsyncSession, event: CloudEvent) -> None:
         ended = SessionEnded.model_validate(event.data)
-        async with aiohttp.ClientSession() as http:
+        http = OutboundClient(settings.outbound_policy)
+        try:
             await notify_clients(s, signer, settings, ended, http=http)
+        finally:
+            await http.close()
 
     return handle

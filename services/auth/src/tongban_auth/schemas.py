@@ -71,6 +71,9 @@ def check_uri(uri: str) -> str:
         raise ValueError(f"{uri!r} carries credentials")
     if any(c.isspace() for c in uri):
         raise ValueError(f"{uri!r} contains whitespace")
+    # URIs match exactly; one that looks like a pattern would mislead whoever reads the registry (RFC 9700 §4.1.3)
+    if "*" in parts.netloc + parts.path or "%2a" in (parts.netloc + parts.path).lower():
+        raise ValueError(f"{uri!r} looks like a wildcard; register each URI in full")
     return uri
 
 

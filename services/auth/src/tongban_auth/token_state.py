@@ -71,21 +71,25 @@ class TokenChecker:
         return await (await self._load_keys()).verify(token)  # a key published since the last load
 
     async def revoked(self, vt: VerifiedToken) -> bool:
-        """Whether the token's jti, or its grant, was revoked."""
+        """Whether the token's jti, a token it came from (RFC 8693 subject tokens) or its grant was revoked."""
         now = time.monotonic()
-        jti_hit = self._jtis.get(vt.jti)
+        chain = [vt.jti, *vt.subject_jtis]
+        jti_hits = [self._jtis.get(j) for j in chain]
         gid = vt.grant_id
         grant_hit = self._grants.get(gid) if gid else (False, float("inf"))
-        if jti_hit is not None and jti_hit[1] > now and grant_hit is not None and grant_hit[1] > now:
-            return jti_hit[0] or grant_hit[0]
-        jti_q = exists().where(col(RevokedToken.jti) == vt.jti)
+        if all(h is not None and h[1] > now for h in jti_hits) and grant_hit is not None and grant_hit[1] > now:
+            return any(h[0] for h in jti_hits if h is not None) or grant_hit[0]
+        jti_q = exists().where(col(RevokedToken.jti).in_(chain))
         grant_q: Any = select(Grant.revoked_at).where(Grant.id == gid).scalar_subquery() if gid else null()
         stmt = select(jti_q, grant_q)  # one round trip for both
         async with self.db.read_session() as s:
             row = (await s.exec(stmt)).one()
         jti_revoked = bool(row[0])
         grant_revoked = bool(gid) and row[1] is not None
-        self._remember(self._jtis, vt.jti, jti_revoked, now)
+        # a revoked chain is remembered on this token; an unrevoked one on every member (forget() drops the one
+        # revoked next, so the miss sends this token back to the database)
+        for j in [vt.jti] if jti_revoked else chain:
+            self._remember(self._jtis, j, jti_revoked, now)
         if gid:
             self._remember(self._grants, gid, grant_revoked, now)
         return jti_revoked or grant_revoked

@@ -23,6 +23,7 @@ from tongban_auth.main import create_app as create_auth_app
 from tongban_auth.seed import seed as seed_auth
 from tongban_kit.db import run_migrations
 from tongban_kit.settings import forwarding_options
+from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 from tongban_kit.testing.pg import PgServer
 from tongban_kit.testing.serve import reserve_socket, serve, url_of
 from tongban_org.config import Settings as OrgSettings
@@ -107,6 +108,7 @@ async def stack(
     """Org, user and auth services; the auth service listens on a real port, served as `serve` serves it."""
     common = {
         "environment": "test",
+        **DEMO_ADMIN_SETTINGS,
         "nats_url": nats_url,
         "nats_namespace": nats_namespace,
         "log_json": False,
@@ -131,6 +133,7 @@ async def stack(
         issuer=issuer,
         key_encryption_key=secrets.token_urlsafe(32),
         rsa_key_bits=2048,
+        outbound_allow_loopback=True,  # the apps' back-channel logout endpoints run on this machine
         **common,
         **auth_overrides,
     )

@@ -107,7 +107,12 @@ async def register(
     )
     async with stack.auth.state.runtime.db.session() as s:
         await clients.register(
-            s, body, actor="test", loopback_allowed=True, secret=party.secret if confidential else None
+            s,
+            body,
+            actor="test",
+            loopback_allowed=True,
+            secret=party.secret if confidential else None,
+            outbound=stack.settings.outbound_policy,
         )
 
 

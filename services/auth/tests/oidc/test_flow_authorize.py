@@ -8,6 +8,9 @@ from urllib.parse import urlencode
 
 import httpx
 
+from tongban_auth import clients
+from tongban_auth.models import ClientType
+from tongban_auth.schemas import ClientCreate, GrantType
 from tongban_kit.testing.browser import Page
 
 from .conftest import Stack
@@ -57,6 +60,32 @@ async def test_errors_after_the_redirect_check_go_back_with_state_and_iss(stack:
             q = app.callback(await b.open(app.url(**extra)))
             assert q["error"] == error and q["error_description"], (extra, q)
             assert "code" not in q
+
+
+async def test_redirect_uri_is_required_by_openid_requests_and_with_several_registered(
+    stack: Stack, rp: RelyingParty
+) -> None:
+    body = ClientCreate(
+        client_id="flow-two",
+        name="App with two callbacks",
+        client_type=ClientType.public,
+        grant_types=[GrantType.authorization_code],
+        scopes=["openid", "profile"],
+        redirect_uris=[rp.redirect_uri, rp.url + "/other"],
+    )
+    async with stack.auth.state.runtime.db.session() as s:
+        await clients.register(s, body, actor="test", loopback_allowed=True)
+    async with httpx.AsyncClient() as c:
+        one, two = App(stack, rp), App(stack, rp, "flow-two")
+        for app, scope in ((one, "openid profile"), (two, "profile"), (two, "openid")):
+            params = {k: v for k, v in app.params(scope).items() if k != "redirect_uri"}
+            r = await c.get(f"{stack.issuer}/oauth2/authorize?{urlencode(params)}")
+            assert r.status_code == 400 and "location" not in r.headers, (app.client_id, scope, r.status_code)
+            assert "redirect_uri is required" in r.text
+        # a plain OAuth request of a client with one registered URI may leave it out
+        params = {k: v for k, v in one.params("profile").items() if k != "redirect_uri"}
+        r = await c.get(f"{stack.issuer}/oauth2/authorize?{urlencode(params)}")
+        assert r.status_code == 200 and "/oauth2/login" in r.text, r.text[:300]
 
 
 async def test_post_to_the_authorization_endpoint(stack: Stack, rp: RelyingParty) -> None:

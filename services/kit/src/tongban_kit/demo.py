@@ -26,6 +26,19 @@ DEMO_STAFF: dict[str, tuple[str, str, str, bool]] = {
 }
 
 
+#: demo citizens and the demo enterprise (legal person) of the user service's seed
+DEMO_CITIZENS = ("demo-citizen", "demo-citizen2", "demo-citizen3")
+DEMO_ENTERPRISE = "demo-enterprise"
+#: the demo apps of the auth service's seed
+DEMO_CLIENT_IDS = ("demo-app", "demo-spa")
+
+
 def demo_user_id(username: str) -> str:
     """The fixed account id of a demo user, so every service's seed refers to the same person."""
     return str(uuid.uuid5(_NAMESPACE, username))
+
+
+def demo_ids() -> frozenset[str]:
+    """Every demo identity: account ids and user names of the demo people, and the demo apps' client ids."""
+    names = (*DEMO_STAFF, *DEMO_CITIZENS, DEMO_ENTERPRISE)
+    return frozenset((*names, *(demo_user_id(n) for n in names), *DEMO_CLIENT_IDS))

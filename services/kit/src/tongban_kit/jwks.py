@@ -16,6 +16,8 @@ import aiohttp
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tongban_kit.outbound import OutboundClient, OutboundError
+
 log = logging.getLogger(__name__)
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -123,7 +125,9 @@ class JwksSource:
         default_max_age: float = 300.0,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        client: OutboundClient | None = None,
     ) -> None:
+        """`client`: fetch through this guarded client (for a URL an app supplied) instead of a plain session."""
         if (url is None) == (jwks is None):
             raise ValueError("give either a JWKS URL or a static JWK Set")
         self.url = url
@@ -136,6 +140,7 @@ class JwksSource:
         self._last_attempt: float | None = None
         self._inflight: asyncio.Future[bool] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._client = client
         #: completed fetch attempts (successful or not)
         self.fetches = 0
 
@@ -188,21 +193,28 @@ class JwksSource:
             future.set_result(ok)
         return ok
 
-    async def _fetch(self, url: str) -> bool:
+    async def _get(self, url: str) -> tuple[int, str | None, bytes]:
+        """Status, Cache-Control and at most MAX_JWKS_BYTES + 1 bytes of the body."""
+        if self._client is not None:
+            got = await self._client.request("GET", url, headers={"Accept": "application/json"})
+            return got.status, got.headers.get("Cache-Control"), got.body
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        async with self._session.get(url, headers={"Accept": "application/json"}) as resp:
+            return resp.status, resp.headers.get("Cache-Control"), await resp.content.read(MAX_JWKS_BYTES + 1)
+
+    async def _fetch(self, url: str) -> bool:
         try:
-            async with self._session.get(url, headers={"Accept": "application/json"}) as resp:
-                if resp.status != 200:
-                    log.warning("JWKS fetch from %s answered %s", url, resp.status)
-                    return False
-                body = await resp.content.read(MAX_JWKS_BYTES + 1)
-                if len(body) > MAX_JWKS_BYTES:
-                    log.warning("JWKS at %s is larger than %d bytes", url, MAX_JWKS_BYTES)
-                    return False
-                max_age = max_age_of(resp.headers.get("Cache-Control"))
+            status, cache_control, body = await self._get(url)
+            if status != 200:
+                log.warning("JWKS fetch from %s answered %s", url, status)
+                return False
+            if len(body) > MAX_JWKS_BYTES:
+                log.warning("JWKS at %s is larger than %d bytes", url, MAX_JWKS_BYTES)
+                return False
+            max_age = max_age_of(cache_control)
             keys = load_jwks(orjson.loads(body))
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, ValueError) as exc:
+        except (aiohttp.ClientError, OutboundError, TimeoutError, orjson.JSONDecodeError, ValueError) as exc:
             log.warning("JWKS fetch from %s failed: %s", url, exc)
             return False
         age = self.default_max_age if max_age is None else max_age

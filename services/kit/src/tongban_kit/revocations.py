@@ -6,7 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,14 +47,15 @@ class RevocationList:
         if now >= self._next_prune:
             self.prune()
 
-    def is_revoked(self, jti: str | None, grant_id: str | None = None) -> bool:
-        """True when the token id or its grant is revoked (two dictionary look-ups)."""
+    def is_revoked(self, jti: str | None, grant_id: str | None = None, *, subject_jtis: Iterable[str] = ()) -> bool:
+        """True when the token id, its grant, or a token it was exchanged from (`subject_jtis`) is revoked."""
+        now = self._clock()
         for table, key in ((self._jtis, jti), (self._grants, grant_id)):
             if key is not None:
                 until = table.get(key)
-                if until is not None and until > self._clock():
+                if until is not None and until > now:
                     return True
-        return False
+        return any(self._jtis.get(s, now) > now for s in subject_jtis)
 
     def prune(self) -> int:
         """Drop expired entries; returns how many went."""

@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tongban_kit.demo import demo_ids, demo_user_id
+
 DEFAULT_SECRET_MARKERS = frozenset({"", "changethis", "change-me", "dev", "secret", "password"})
 
 Environment = Literal["dev", "test", "prod"]
@@ -84,3 +86,35 @@ def forwarding_options(settings: ServiceSettings) -> dict[str, Any]:
     """
     trusted = [h.strip() for h in settings.forwarded_allow_ips.split(",") if h.strip()]
     return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
+class AdminSettings(ServiceSettings):
+    """Base of a service whose settings name platform administrators (`bootstrap_admins`).
+
+    A password printed in the README must never administer a real deployment: outside dev the default is nobody,
+    and naming a demo account or demo app refuses to start unless `allow_demo_admins` (never in prod).
+    """
+
+    #: account ids (the `sub` of access tokens; a client id for an app's own token) that administer everything this
+    #: service holds; default: the demo administrator `demo-admin` in dev, nobody elsewhere
+    bootstrap_admins: list[str] = [demo_user_id("demo-admin")]
+    #: accept demo accounts and demo apps in `bootstrap_admins` outside dev (tests on the demo seed); never in prod
+    allow_demo_admins: bool = False
+
+    @model_validator(mode="after")
+    def _no_demo_admins(self) -> AdminSettings:
+        if self.environment == "dev":
+            return self
+        if "bootstrap_admins" not in self.model_fields_set:
+            self.bootstrap_admins = []
+        if self.allow_demo_admins:
+            if self.environment == "prod":
+                raise ValueError("allow_demo_admins is for development and tests, never environment=prod")
+            return self
+        demo = sorted(set(self.bootstrap_admins) & demo_ids())
+        if demo:
+            raise ValueError(
+                f"bootstrap_admins names demo identities ({', '.join(demo)}); "
+                f"name real administrators when environment={self.environment}"
+            )
+        return self

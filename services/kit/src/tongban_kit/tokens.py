@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 MAX_TOKEN_BYTES = 8 * 1024
+#: claim of an exchanged token (RFC 8693): the `jti`s of the tokens it came from, so it dies with any of them
+SUBJECT_JTIS = "subject_jtis"
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")  # an empty signature fails later
 _SHA256 = hashes.SHA256()
 _ECDSA = ec.ECDSA(_SHA256)
@@ -62,6 +64,8 @@ class VerifiedToken:
     admin_units: tuple[str, ...] = ()
     acr: str | None = None
     amr: tuple[str, ...] = ()
+    #: `jti`s of the tokens this one was exchanged from (RFC 8693), oldest first: revoking any revokes this one
+    subject_jtis: tuple[str, ...] = ()
     raw: str = field(default="", repr=False)
 
     def has_scopes(self, *needed: str) -> bool:
@@ -201,9 +205,17 @@ class TokenVerifier:
         if not self.source.known(kid):  # the signing key was withdrawn: verify afresh
             del self._cache[digest]
             return None
-        if self.revocations is not None and self.revocations.is_revoked(vt.jti, vt.grant_id):
+        if self.revocations is not None and self.revocations.is_revoked(
+            vt.jti, vt.grant_id, subject_jtis=vt.subject_jtis
+        ):
             raise InvalidToken("revoked", "the token has been revoked")
         return vt
+
+    def _revoked(self, vt: VerifiedToken) -> bool:
+        """Whether the token, its grant or a token it was exchanged from is on the revocation list."""
+        return self.revocations is not None and self.revocations.is_revoked(
+            vt.jti, vt.grant_id, subject_jtis=vt.subject_jtis
+        )
 
     def _parse(self, token: str) -> _Jws:
         if not _COMPACT_JWS.fullmatch(token):
@@ -231,7 +243,9 @@ class TokenVerifier:
             raise InvalidToken("alg_not_allowed", f"key {jws.kid!r} signs with {key.alg}, not {jws.alg}")
         self._check_signature(jws, key)
         vt = self._claims(token, _json_object(jws.payload, "payload"))
-        if self.revocations is not None and self.revocations.is_revoked(vt.jti, vt.grant_id):
+        if self.revocations is not None and self.revocations.is_revoked(
+            vt.jti, vt.grant_id, subject_jtis=vt.subject_jtis
+        ):
             raise InvalidToken("revoked", "the token has been revoked")
         if len(self._cache) >= self.cache_size:
             del self._cache[next(iter(self._cache))]  # oldest first
@@ -286,5 +300,6 @@ class TokenVerifier:
             admin_units=_strings(claims.get("admin_units"), "admin_units"),
             acr=_optional_str(claims, "acr"),
             amr=_strings(claims.get("amr"), "amr"),
+            subject_jtis=_strings(claims.get(SUBJECT_JTIS), SUBJECT_JTIS),
             raw=token,
         )

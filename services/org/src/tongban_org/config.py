@@ -6,20 +6,19 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from tongban_kit.demo import demo_user_id
-from tongban_kit.settings import ServiceSettings
+from tongban_kit.settings import AdminSettings
 
 
-class Settings(ServiceSettings):
+class Settings(AdminSettings):
     """Org service settings, from `TONGBAN_ORG_*` environment variables."""
+
+    # bootstrap_admins (kit AdminSettings): accounts that administer the whole tree (分级授权 root); grants
+    # delegate subtrees from there
 
     model_config = SettingsConfigDict(env_prefix="TONGBAN_ORG_", extra="ignore")
     service_name: ClassVar[str] = "org"
 
     port: int = 8101
     database_url: str = "sqlite+aiosqlite:///./data/org.db"
-    #: account ids (the `sub` of access tokens) that administer the whole tree (分级授权 root); grants delegate
-    #: subtrees from there. The default is the demo administrator `demo-admin` of the development seeds.
-    bootstrap_admins: list[str] = [demo_user_id("demo-admin")]
     #: rows accepted by one bulk import
     import_max_rows: int = 50_000

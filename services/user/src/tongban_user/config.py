@@ -6,12 +6,13 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from tongban_kit.demo import demo_user_id
-from tongban_kit.settings import ServiceSettings
+from tongban_kit.settings import AdminSettings
 
 
-class Settings(ServiceSettings):
+class Settings(AdminSettings):
     """User service settings, from `TONGBAN_USER_*` environment variables."""
+
+    # bootstrap_admins (kit AdminSettings): accounts that see and manage every account, with the admin scope
 
     model_config = SettingsConfigDict(env_prefix="TONGBAN_USER_", extra="ignore")
     service_name: ClassVar[str] = "user"
@@ -25,9 +26,6 @@ class Settings(ServiceSettings):
     pii_old_encryption_keys: list[str] = []
     #: keys the exact-match lookup hash of identity numbers (HMAC-SHA256)
     pii_hash_key: str = "changethis"
-    #: account ids (the `sub` of access tokens) that see and manage every account, with the admin scope; the
-    #: default is the demo administrator `demo-admin` of the development seeds
-    bootstrap_admins: list[str] = [demo_user_id("demo-admin")]
     #: soft-deleted accounts are purged after this many days
     deleted_retention_days: int = 30
     #: rows accepted by one bulk import

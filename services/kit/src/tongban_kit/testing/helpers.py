@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tongban_kit.demo import demo_user_id
+
 T = TypeVar("T")
 
 
@@ -33,3 +35,8 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or 'a condition'}")
         await asyncio.sleep(0.02)
+
+
+#: settings of a test service whose platform administrator is the demo `demo-admin` (refused unless allowed outside
+#: dev; see tongban_kit.settings.AdminSettings)
+DEMO_ADMIN_SETTINGS: dict[str, Any] = {"bootstrap_admins": [demo_user_id("demo-admin")], "allow_demo_admins": True}

@@ -42,7 +42,9 @@ async def list_clients(
 @router.post("", status_code=201, summary="Register a client", responses=WRITE)
 async def register_client(body: ClientCreate, s: SessionDep, admin: AdminDep, settings: SettingsDep) -> ClientCreated:
     """Register an application; a confidential client's secret is in this answer only."""
-    return await clients.register(s, body, actor=admin, loopback_allowed=settings.loopback_http_allowed)
+    return await clients.register(
+        s, body, actor=admin, loopback_allowed=settings.loopback_http_allowed, outbound=settings.outbound_policy
+    )
 
 
 @router.get("/{client_id}", summary="Get a client", responses=READ)
@@ -56,7 +58,14 @@ async def patch_client(
     client_id: ClientId, body: ClientUpdate, s: SessionDep, admin: AdminDep, settings: SettingsDep
 ) -> ClientPublic:
     """Absent fields stay, null clears optional ones; the result is validated as a whole."""
-    return await clients.update(s, client_id, body, actor=admin, loopback_allowed=settings.loopback_http_allowed)
+    return await clients.update(
+        s,
+        client_id,
+        body,
+        actor=admin,
+        loopback_allowed=settings.loopback_http_allowed,
+        outbound=settings.outbound_policy,
+    )
 
 
 @router.post("/{client_id}/rotate-secret", summary="Replace a client's secret", responses=WRITE)

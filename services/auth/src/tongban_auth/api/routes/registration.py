@@ -89,6 +89,9 @@ async def register(
         )
     try:
         body = registration.to_client_create(meta, allowed)
+        refused = clients.outbound_refusals(body, settings.outbound_policy)
+        if refused:  # a back-channel or JWKS URI naming a host this server never calls
+            raise RegistrationError("invalid_client_metadata", refused[0]["message"])
         clients.check_loopback(body, settings.loopback_http_allowed)
     except RegistrationError as exc:
         await s.rollback()  # the token's use is not spent on a refused registration
@@ -97,7 +100,11 @@ async def register(
         await s.rollback()
         return _error(400, "invalid_redirect_uri", exc.detail or "a URI is not acceptable")
     created = await clients.register(
-        s, body, actor=f"registration:{allowed.id}", loopback_allowed=settings.loopback_http_allowed
+        s,
+        body,
+        actor=f"registration:{allowed.id}",
+        loopback_allowed=settings.loopback_http_allowed,
+        outbound=settings.outbound_policy,
     )
     return JSONResponse(registration.response_of(created), status_code=201, headers=NO_STORE)
 
