@@ -85,13 +85,15 @@ def org_units(org_app: FastAPI) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dsj_admin(org_units: dict[str, str]) -> dict[str, str]:
-    """dsj-admin's token as the auth service issues it: admin scope, admin_units claim (省大数据局)."""
+    """dsj-admin's token as the auth service issues it: admin scope, admin_units claim (省大数据局; the user service
+    asks the org service instead)."""
     return as_("dsj-admin", admin_units=[org_units["zj-dsj"]])
 
 
 @pytest.fixture(scope="module")
 def hz_admin(org_units: dict[str, str]) -> dict[str, str]:
-    """hz-admin's token as the auth service issues it: admin scope, admin_units claim (杭州市)."""
+    """hz-admin's token as the auth service issues it: admin scope, admin_units claim (杭州市; the user service asks
+    the org service instead)."""
     return as_("hz-admin", admin_units=[org_units["zj-hz"]])
 
 

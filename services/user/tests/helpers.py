@@ -55,9 +55,8 @@ def as_(username: str, *extra: str, scopes: tuple[str, ...] = SCOPES, **claims: 
 
 ADMIN = as_("demo-admin")  # bootstrap administrator: every account
 PII_ADMIN = as_("demo-admin", "user:pii")  # may unmask personal data (with a purpose)
-# delegated administrators whose tokens carry the admin scope but no admin_units claim (as issued when the org
-# service did not answer the auth service): the user service asks the org service; the claim-carrying tokens
-# are the fixtures `dsj_admin` and `hz_admin`
+# delegated administrators whose tokens carry the admin scope but no admin_units claim: the user service asks the
+# org service on each request either way; the claim-carrying tokens are the fixtures `dsj_admin` and `hz_admin`
 DSJ_ADMIN = as_("dsj-admin")  # org seed grant: the 省大数据局 subtree
 HZ_ADMIN = as_("hz-admin")  # org seed grant: the 杭州市 subtree
 CITIZEN = as_("demo-citizen", scopes=("openid", "user:read", "user:write"))  # a demo citizen, as themselves

@@ -1,4 +1,4 @@
-"""Who sees and changes which accounts: the bootstrap admin, delegated org admins (token claim or org RPC), oneself."""
+"""Who sees and changes which accounts: the bootstrap admin, delegated org admins (as the org service says), oneself."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from .helpers import (
     staff,
 )
 
-#: members of the 省大数据局 subtree
-DSJ_STAFF = {DEMO["demo-staff"], DEMO["demo-admin"], DEMO["dsj-leader"], DEMO["dsj-admin"]}
+#: the people dsj-admin administers: members of the 省大数据局 subtree, but not demo-admin, who administers the whole
+#: tree (an administrative account is never administered from below)
+DSJ_STAFF = {DEMO["demo-staff"], DEMO["dsj-leader"], DEMO["dsj-admin"]}
 
 
 async def test_no_token_is_401_with_a_challenge(client: httpx.AsyncClient) -> None:
@@ -100,9 +101,9 @@ async def test_citizens_and_org_admins_create_only_what_they_may(
 async def test_dsj_admin_sees_the_staff_of_its_subtree_only(
     client: httpx.AsyncClient, dsj_admin: dict[str, str]
 ) -> None:
-    for name in ("demo-staff", "dsj-leader", "demo-admin"):
+    for name in ("demo-staff", "dsj-leader"):
         assert (await get(client, DEMO[name], dsj_admin))["username"] == name
-    for name in ("demo-citizen", "scjg-staff", "hz-staff", "demo-enterprise"):
+    for name in ("demo-citizen", "scjg-staff", "hz-staff", "demo-enterprise", "demo-admin"):
         assert_problem(await client.get(f"{USERS}/{DEMO[name]}", headers=dsj_admin), 404, "user-not-found")
     listed = (await search(client, dsj_admin, limit=500))["items"]
     assert {u["id"] for u in listed} == DSJ_STAFF
@@ -122,8 +123,8 @@ async def test_org_admins_manage_the_staff_they_see(client: httpx.AsyncClient, d
     assert_problem(await client.delete(f"{USERS}/{DEMO['hz-staff']}", headers=dsj_admin), 404)
 
 
-async def test_without_the_claim_the_org_service_is_asked(client: httpx.AsyncClient) -> None:
-    # hz-admin's token has the admin scope but no admin_units claim: the org service's grants decide
+async def test_the_org_service_is_asked(client: httpx.AsyncClient) -> None:
+    # hz-admin's token has the admin scope but no admin_units claim: the org service's grants decide, as always
     assert (await get(client, DEMO["hz-staff"], HZ_ADMIN))["name"] == "陈杭州"
     assert_problem(await client.get(f"{USERS}/{DEMO['demo-staff']}", headers=HZ_ADMIN), 404)
     assert {u["id"] for u in (await search(client, HZ_ADMIN))["items"]} == {DEMO["hz-staff"], DEMO["hz-admin"]}
@@ -165,20 +166,22 @@ async def test_an_org_admin_who_is_also_a_member_sees_staff_only(
     assert DEMO["demo-citizen3"] not in listed and DEMO["demo-staff"] in listed
 
 
-async def test_the_claim_decides_not_the_org_grants(client: httpx.AsyncClient, org_units: dict[str, str]) -> None:
-    # hz-admin holds an org grant for 杭州市, but this token claims 省大数据局: the claim is what counts
+async def test_the_org_grants_decide_not_the_claim(client: httpx.AsyncClient, org_units: dict[str, str]) -> None:
+    # hz-admin holds an org grant for 杭州市, but this token claims 省大数据局: the claim counts for nothing
     claimed = as_("hz-admin", admin_units=[org_units["zj-dsj"]])
     listed = {u["id"] for u in (await search(client, claimed, limit=500))["items"]}
-    assert listed >= DSJ_STAFF and DEMO["hz-staff"] not in listed  # (and hz-admin sees itself)
-    assert_problem(await client.get(f"{USERS}/{DEMO['hz-staff']}", headers=claimed), 404)
-    # an empty claim: no subtree at all (only oneself)
-    nothing = as_("hz-admin", admin_units=[])
-    assert [u["id"] for u in (await search(client, nothing, limit=500))["items"]] == [DEMO["hz-admin"]]
-    assert_problem(await client.post(USERS, json=staff(), headers=nothing), 403, "forbidden")
-    # without the admin scope the claim grants nothing
+    assert listed == {DEMO["hz-staff"], DEMO["hz-admin"]}
+    assert_problem(await client.get(f"{USERS}/{DEMO['demo-staff']}", headers=claimed), 404)
+    assert (await get(client, DEMO["hz-staff"], claimed))["username"] == "hz-staff"
+    # an empty or a whole-tree claim changes nothing either
+    for claim in ([], ["*"]):
+        headers = as_("hz-admin", admin_units=claim)
+        assert {u["id"] for u in (await search(client, headers, limit=500))["items"]} == listed
+    # without the admin scope there are no rights at all, whatever the claim
     no_admin = as_("dsj-admin", scopes=("user:read", "user:write"), admin_units=[org_units["zj-dsj"]])
     assert_problem(await client.get(f"{USERS}/{DEMO['demo-staff']}", headers=no_admin), 404)
     assert_problem(await client.post(USERS, json=staff(), headers=no_admin), 403, "forbidden")
+    assert [u["id"] for u in (await search(client, no_admin, limit=500))["items"]] == [DEMO["dsj-admin"]]
 
 
 async def test_reads_and_writes_need_their_scopes(client: httpx.AsyncClient, dsj_admin: dict[str, str]) -> None:
@@ -193,17 +196,31 @@ async def test_reads_and_writes_need_their_scopes(client: httpx.AsyncClient, dsj
     assert (await get(client, DEMO["dsj-leader"], read_only))["name"] == "赵局长"  # unchanged, and readable
 
 
-async def test_client_tokens_act_only_within_their_claim(client: httpx.AsyncClient, org_units: dict[str, str]) -> None:
+async def test_client_tokens_act_only_within_their_grants(
+    client: httpx.AsyncClient, org_client: httpx.AsyncClient, org_units: dict[str, str]
+) -> None:
     # client credentials: sub is the client id; there is no person, so no "me" and no whole-tree rights
-    bare = for_account("demo-app")
+    bare = for_account("demo-app", admin_units=[org_units["zj-dsj"]])  # a claim without a grant: nothing
     assert (await search(client, bare, limit=500))["items"] == []
     assert_problem(await client.get(f"{USERS}/me", headers=bare), 404, "user-not-found")
     assert_problem(await client.post(USERS, json=staff(), headers=bare), 403, "forbidden")
-    scoped = for_account("demo-app", admin_units=[org_units["zj-dsj"]])
-    listed = {u["id"] for u in (await search(client, scoped, limit=500))["items"]}
-    assert listed >= DSJ_STAFF and DEMO["hz-staff"] not in listed and DEMO["demo-citizen"] not in listed
-    r = await client.patch(
-        f"{USERS}/{DEMO['demo-staff']}", json={"enterprise": {"employee_number": "ZJ-0002"}}, headers=scoped
+    assert_problem(await client.get(f"{USERS}/{DEMO['demo-staff']}", headers=bare), 404)
+    # the app is granted 省大数据局 in the org directory: the same token now reaches its staff
+    r = await org_client.post(
+        "/api/v1/orgs/admin-grants", json={"principal": "demo-app", "unit_id": org_units["zj-dsj"]}, headers=ADMIN
     )
-    assert r.status_code == 200, r.text
-    assert_problem(await client.get(f"{USERS}/{DEMO['hz-staff']}", headers=scoped), 404)
+    assert r.status_code == 201, r.text
+    grant = r.json()
+    try:
+        listed = {u["id"] for u in (await search(client, bare, limit=500))["items"]}
+        assert listed >= DSJ_STAFF - {DEMO["dsj-admin"]}
+        assert DEMO["hz-staff"] not in listed and DEMO["demo-citizen"] not in listed
+        r = await client.patch(
+            f"{USERS}/{DEMO['demo-staff']}", json={"enterprise": {"employee_number": "ZJ-0002"}}, headers=bare
+        )
+        assert r.status_code == 200, r.text
+        assert_problem(await client.get(f"{USERS}/{DEMO['hz-staff']}", headers=bare), 404)
+    finally:
+        r = await org_client.delete(f"/api/v1/orgs/admin-grants/{grant['id']}", headers=ADMIN)
+    assert r.status_code == 204, r.text
+    assert (await search(client, bare, limit=500))["items"] == []

@@ -21,11 +21,17 @@ def path_ids(path: str) -> list[str]:
 
 @dataclass
 class Principal:
-    """An administrator: an account id (a token's `sub`) and whether it administers the whole tree."""
+    """An administrator: an account id (a token's `sub`) and whether it administers the whole tree.
+
+    `protected` are the administrators of the whole tree (`bootstrap_admins`): no delegated administrator
+    reaches them.
+    """
 
     id: str
     bootstrap: bool = False
+    protected: frozenset[str] = frozenset()
     _granted: set[str] | None = field(default=None, repr=False)
+    _paths: list[str] | None = field(default=None, repr=False)
 
     async def granted_roots(self, s: AsyncSession) -> set[str]:
         """Roots of the subtrees granted to this principal."""
@@ -33,6 +39,14 @@ class Principal:
             rows = await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == self.id))
             self._granted = set(rows.all())
         return self._granted
+
+    async def granted_paths(self, s: AsyncSession) -> list[str]:
+        """Paths of the roots of the subtrees granted to this principal."""
+        if self._paths is None:
+            from tongban_org.reach import root_paths
+
+            self._paths = await root_paths(s, await self.granted_roots(s))
+        return self._paths
 
     async def administers(self, s: AsyncSession, path: str) -> bool:
         """True if the unit at `path` lies in a subtree this principal administers."""
@@ -54,3 +68,21 @@ class Principal:
         """Refuse unless this principal administers the whole tree."""
         if not self.bootstrap:
             raise Problem(403, f"only administrators of the whole tree may {what}", type="outside-granted-subtree")
+
+    async def require_reach(self, s: AsyncSession, user_id: str, what: str, *, posts: bool = True) -> None:
+        """Refuse with 403 unless this principal administers the person (or the person is new to the directory):
+        every admin grant (with `posts`, every post too) of theirs lies in this principal's subtrees, and they
+        are not an administrator of the whole tree."""
+        from tongban_org.reach import may_take_in
+
+        if self.bootstrap:
+            return
+        roots = await self.granted_paths(s)
+        if not await may_take_in(s, roots=roots, protected=self.protected, user_id=user_id, posts=posts):
+            beyond = "posts or administrative rights" if posts else "administrative rights"
+            raise Problem(
+                403,
+                f"{self.id} does not administer {user_id}, who holds {beyond} beyond the subtrees "
+                f"{self.id} administers, so may not {what}",
+                type="person-not-administered",
+            )

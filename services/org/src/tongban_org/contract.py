@@ -137,9 +137,14 @@ class ContainsUserReply(BaseModel):
 
 
 class AdminScopesRequest(BaseModel):
-    """Which subtrees does a principal (an account id) administer?"""
+    """Which subtrees does a principal (an account id) administer, and which of these people?"""
 
     principal: str = Field(min_length=1, max_length=100)
+    user_ids: list[str] = Field(
+        default_factory=list,
+        max_length=500,
+        description="people to check: the reply's `administers` names those the principal administers",
+    )
 
 
 class AdminScopesReply(BaseModel):
@@ -148,6 +153,29 @@ class AdminScopesReply(BaseModel):
 
     all: bool
     unit_ids: list[str]
+    administers: list[str] = Field(
+        default_factory=list,
+        description="those of the asked `user_ids` the principal administers: everyone for administrators of "
+        "the whole tree; else people with a post in its subtrees whose every post and admin grant lie there "
+        "and who do not administer the whole tree",
+    )
+
+
+class AdministeredRequest(BaseModel):
+    """A page of the people a principal administers (ids in order)."""
+
+    principal: str = Field(min_length=1, max_length=100)
+    limit: int = Field(500, ge=1, le=1000)
+    after: str | None = Field(None, max_length=64, description="the last user id of the previous page")
+
+
+class AdministeredReply(BaseModel):
+    """People the principal administers (see `AdminScopesReply.administers`); `all` for administrators of the
+    whole tree, who administer everyone (and then no ids are listed)."""
+
+    all: bool
+    user_ids: list[str]
+    more: bool = Field(description="whether a further page follows (ask again with `after`)")
 
 
 RPC_GET_UNITS = RpcSpec("units-get", "org.rpc.units.get", GetUnitsRequest, UnitsReply, "Get units by id.")
@@ -177,7 +205,14 @@ RPC_ADMIN_SCOPES = RpcSpec(
     "org.rpc.admin.scopes",
     AdminScopesRequest,
     AdminScopesReply,
-    "Subtrees a principal administers (分级授权).",
+    "Subtrees a principal administers (分级授权), and which of some people it administers.",
+)
+RPC_ADMINISTERED = RpcSpec(
+    "admin-administered",
+    "org.rpc.admin.administered",
+    AdministeredRequest,
+    AdministeredReply,
+    "People a principal administers (分级授权), paginated.",
 )
 
 CONTRACT = ServiceContract(
@@ -194,5 +229,5 @@ CONTRACT = ServiceContract(
         MEMBERSHIP_UPDATED,
         MEMBERSHIP_REMOVED,
     ),
-    rpcs=(RPC_GET_UNITS, RPC_ANCESTORS, RPC_MEMBERS, RPC_CONTAINS_USER, RPC_ADMIN_SCOPES),
+    rpcs=(RPC_GET_UNITS, RPC_ANCESTORS, RPC_MEMBERS, RPC_CONTAINS_USER, RPC_ADMIN_SCOPES, RPC_ADMINISTERED),
 )

@@ -63,6 +63,8 @@ async def add_membership(s: AsyncSession, *, data: MembershipCreate, principal: 
     await lock_tree(s)
     unit = await get_unit(s, unit_id=data.unit_id)
     await principal.require(s, unit.path, "add members to this unit")
+    # adding a person must not make the caller their administrator: only people it administers already
+    await principal.require_reach(s, data.user_id, "add them to this unit")
     if unit.status != UnitStatus.active:
         raise Problem(409, "members cannot join a dissolved unit", type="unit-dissolved")
     existing = (
@@ -95,6 +97,11 @@ async def update_membership(
     unit = await get_unit(s, unit_id=m.unit_id)
     await principal.require(s, unit.path, "change members of this unit")
     changes = patch.model_dump(exclude_unset=True)
+    # an administrative account is changed only from above; a new primary post demotes the person's others,
+    # so it needs an administrator of every post
+    await principal.require_reach(
+        s, m.user_id, "change their membership", posts=bool(changes.get("is_primary")) and not m.is_primary
+    )
     for required in ("is_primary", "is_leader", "sort_order"):
         if required in changes and changes[required] is None:
             raise Problem(422, f"{required} cannot be null", type="validation-error")
@@ -192,6 +199,7 @@ async def create_grant(s: AsyncSession, *, data: AdminGrantCreate, principal: Pr
     """Delegate a subtree the caller administers to another principal."""
     unit = await get_unit(s, unit_id=data.unit_id)
     await principal.require(s, unit.path, "delegate administration of this subtree")
+    await principal.require_reach(s, data.principal, "delegate administration to them")
     grant = AdminGrant(principal=data.principal, unit_id=unit.id, created_by=principal.id)
     s.add(grant)
     await _commit(s)

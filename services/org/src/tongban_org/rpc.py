@@ -9,10 +9,12 @@ from sqlmodel import col, select
 
 from tongban_kit.app import Runtime
 from tongban_org import memberships as ms
-from tongban_org import tree
+from tongban_org import reach, tree
 from tongban_org.cache import UnitCache
 from tongban_org.config import Settings
 from tongban_org.contract import (
+    AdministeredReply,
+    AdministeredRequest,
     AdminScopesReply,
     AdminScopesRequest,
     AncestorsRequest,
@@ -53,13 +55,29 @@ def handlers(rt: Runtime, cache: UnitCache) -> dict[str, Callable[[Any], Awaitab
             ids = await ms.user_in_subtree(s, unit=unit, user_id=req.user_id)
         return ContainsUserReply(contains=bool(ids), unit_ids=ids)
 
+    protected = frozenset(settings.bootstrap_admins)
+
     async def admin_scopes(req: AdminScopesRequest) -> AdminScopesReply:
         async with db.read_session() as s:
-            if req.principal in settings.bootstrap_admins:  # the whole tree: every root
+            if req.principal in protected:  # the whole tree: every root
                 roots = (await s.exec(select(Unit.id).where(col(Unit.parent_id).is_(None)))).all()
-                return AdminScopesReply(all=True, unit_ids=sorted(roots))
+                asked = list(dict.fromkeys(req.user_ids))
+                return AdminScopesReply(all=True, unit_ids=sorted(roots), administers=asked)
             rows = (await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == req.principal))).all()
-        return AdminScopesReply(all=False, unit_ids=sorted(set(rows)))
+            administers: list[str] = []
+            if req.user_ids and rows:
+                paths = await reach.root_paths(s, rows)
+                administers = await reach.administered(s, roots=paths, protected=protected, user_ids=req.user_ids)
+        return AdminScopesReply(all=False, unit_ids=sorted(set(rows)), administers=administers)
+
+    async def administered(req: AdministeredRequest) -> AdministeredReply:
+        if req.principal in protected:
+            return AdministeredReply(all=True, user_ids=[], more=False)
+        async with db.read_session() as s:
+            rows = (await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == req.principal))).all()
+            paths = await reach.root_paths(s, rows)
+            ids = await reach.administered(s, roots=paths, protected=protected, after=req.after, limit=req.limit + 1)
+        return AdministeredReply(all=False, user_ids=ids[: req.limit], more=len(ids) > req.limit)
 
     return {
         "units-get": get_units,
@@ -67,4 +85,5 @@ def handlers(rt: Runtime, cache: UnitCache) -> dict[str, Callable[[Any], Awaitab
         "members-list": members,
         "subtree-contains-user": contains_user,
         "admin-scopes": admin_scopes,
+        "admin-administered": administered,
     }

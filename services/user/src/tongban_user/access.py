@@ -1,8 +1,9 @@
-"""Who may see and change which accounts: whole-tree admins, delegated org admins (the token's `admin_units`), self."""
+"""Who may see and change which accounts: whole-tree admins, delegated org admins (asked of the org service on
+each request), self."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -10,12 +11,12 @@ from tongban_kit.problems import Problem
 from tongban_kit.rpc import RpcClient, RpcError
 from tongban_org.contract import (
     RPC_ADMIN_SCOPES,
-    RPC_CONTAINS_USER,
+    RPC_ADMINISTERED,
     RPC_MEMBERS,
+    AdministeredReply,
+    AdministeredRequest,
     AdminScopesReply,
     AdminScopesRequest,
-    ContainsUserReply,
-    ContainsUserRequest,
     ListMembersRequest,
     MembersReply,
 )
@@ -32,8 +33,10 @@ MAX_SUBTREE_MEMBERS = 20_000
 class Caller:
     """The caller of a request: the token's subject (an account id, or a client id), its scopes and rights.
 
-    `admin_units` are the roots of the org subtrees the caller administers, from the token's `admin_units`
-    claim; None when the token has the admin scope but not the claim, and then the org service is asked once.
+    With the admin scope (`admin`), the caller's rights are asked of the org service during the request, never
+    taken from the token, so a withdrawn grant stops working at once. A delegated administrator administers a
+    staff account only if every post and admin grant of that person lies in its subtrees (the org service
+    decides), and never one of `protected`, the administrators of the whole tree.
     """
 
     principal: str
@@ -42,45 +45,47 @@ class Caller:
     self_id: str | None = None
     rpc: RpcClient | None = None
     rpc_timeout: float = 2.0
-    admin_units: tuple[str, ...] | None = ()
-    _roots: list[str] | None = field(default=None, repr=False)
+    admin: bool = False
+    protected: frozenset[str] = frozenset()
+    _scopes: AdminScopesReply | None = field(default=None, repr=False)
+    _checked: dict[str, bool] = field(default_factory=dict, repr=False)
 
-    async def admin_roots(self) -> list[str]:
-        """Org subtrees this caller administers (empty when none): the token's claim, else the org service."""
-        if self._roots is None:
-            if self.admin_units is not None:
-                self._roots = list(self.admin_units)
-            elif self.rpc is None:
-                self._roots = []
-            else:
-                reply = await _org(
-                    self.rpc.call(
-                        RPC_ADMIN_SCOPES,
-                        AdminScopesRequest(principal=self.principal),
-                        AdminScopesReply,
-                        timeout=self.rpc_timeout,
-                    )
-                )
-                self._roots = ["*"] if reply.all else reply.unit_ids
-        return self._roots
-
-    async def administers_staff(self, user_id: str) -> bool:
-        """True if the user is a member of a subtree this principal administers."""
-        assert self.rpc is not None
-        for root in await self.admin_roots():
-            if root == "*":
-                return True
+    async def _ask(self, user_ids: Iterable[str] = ()) -> AdminScopesReply | None:
+        """The org service's answer on this caller's rights (and on `user_ids`), once per request and people."""
+        if not self.admin or self.rpc is None:
+            return None
+        wanted = [u for u in dict.fromkeys(user_ids) if u not in self._checked]
+        if self._scopes is None or wanted:
             reply = await _org(
                 self.rpc.call(
-                    RPC_CONTAINS_USER,
-                    ContainsUserRequest(unit_id=root, user_id=user_id),
-                    ContainsUserReply,
+                    RPC_ADMIN_SCOPES,
+                    AdminScopesRequest(principal=self.principal, user_ids=wanted),
+                    AdminScopesReply,
                     timeout=self.rpc_timeout,
                 )
             )
-            if reply.contains:
-                return True
-        return False
+            self._scopes = reply
+            administered = set(reply.administers)
+            self._checked.update((u, u in administered) for u in wanted)
+        return self._scopes
+
+    async def admin_roots(self) -> list[str]:
+        """Org subtrees this caller administers now (`["*"]`: the whole tree; empty when none)."""
+        reply = await self._ask()
+        if reply is None:
+            return []
+        return ["*"] if reply.all else reply.unit_ids
+
+    async def administers_staff(self, user_id: str) -> bool:
+        """True if this caller administers the person (never someone who administers the whole tree, from below)."""
+        if self.bootstrap:
+            return True
+        reply = await self._ask([user_id])
+        if reply is None:
+            return False
+        if reply.all:
+            return True
+        return user_id not in self.protected and self._checked.get(user_id, False)
 
     async def can_see(self, user: UserAccount) -> bool:
         """Whole-tree admins see everyone, org admins their subtrees' staff, everyone else only themselves."""
@@ -110,16 +115,32 @@ class Caller:
         raise Problem(403, f"you may not create {kind.value} accounts", type="forbidden")
 
     async def visible_staff_ids(self, member_cap: int = MAX_SUBTREE_MEMBERS) -> set[str] | None:
-        """User ids a delegated org admin may list (None: no restriction)."""
+        """User ids of the staff a caller administers (None: every staff account)."""
         if self.bootstrap:
             return None
-        assert self.rpc is not None
+        if not self.admin or self.rpc is None:
+            return set()
         out: set[str] = set()
-        for root in await self.admin_roots():
-            if root == "*":
+        after: str | None = None
+        while True:
+            page = await _org(
+                self.rpc.call(
+                    RPC_ADMINISTERED,
+                    AdministeredRequest(principal=self.principal, limit=1000, after=after),
+                    AdministeredReply,
+                    timeout=self.rpc_timeout,
+                )
+            )
+            if page.all:
                 return None
-            out |= await subtree_member_ids(self.rpc, root, self.rpc_timeout, member_cap)
-        return out
+            out.update(page.user_ids)
+            if not page.more or not page.user_ids:
+                return out - self.protected
+            if len(out) > member_cap:
+                raise Problem(
+                    422, f"you administer more than {member_cap} people; narrow the search", type="too-many-members"
+                )
+            after = page.user_ids[-1]
 
     def require_unmask(self, unmask: bool, purpose: str | None) -> bool:
         """Whether to unmask: needs the user:pii scope and a stated purpose."""

@@ -294,7 +294,7 @@ async def _update_user(
     await caller.require_manage(u)
     if u.status == Status.deleted:
         raise Problem(409, "a deleted account cannot be changed", type="user-deleted")
-    if not caller.bootstrap and u.id == caller.self_id and not await caller.admin_roots():
+    if u.id == caller.self_id and not (caller.bootstrap or await caller.administers_staff(u.id)):
         extra = set(changes) - SELF_EDITABLE
         if extra:
             raise Problem(
@@ -429,10 +429,12 @@ async def search(
 
 async def visible_condition(caller: Caller) -> Any:
     """SQL condition on the accounts the caller may list (None: all); used by search and by SCIM."""
-    visible = await caller.visible_staff_ids()
-    if caller.bootstrap or visible is None:
+    if caller.bootstrap:
         return None
-    staff = and_(col(UserAccount.id).in_(visible), col(UserAccount.kind) == Kind.staff)
+    visible = await caller.visible_staff_ids()
+    staff = col(UserAccount.kind) == Kind.staff
+    if visible is not None:  # None: administrators of the whole tree (per the org service) reach every staff account
+        staff = and_(col(UserAccount.id).in_(visible), staff)
     return or_(staff, col(UserAccount.id) == caller.self_id) if caller.self_id else staff
 
 

@@ -57,7 +57,8 @@ async def get_writer(
             "a client's own token (client credentials) may only read",
             type="person-required",
         )
-    return Principal(token.sub, bootstrap=token.sub in settings.bootstrap_admins)
+    admins = frozenset(settings.bootstrap_admins)
+    return Principal(token.sub, bootstrap=token.sub in admins, protected=admins)
 
 
 ReaderDep = Annotated[TokenPrincipal, Depends(require(READ_SCOPE))]

@@ -22,8 +22,8 @@ WRITE_SCOPE = "user:write"
 BEARER_DOC = HTTPBearer(
     auto_error=False,
     description=f"An access token (RFC 9068 JWT) from the auth service: {READ_SCOPE} to read, {WRITE_SCOPE} to "
-    f"change; {PII_SCOPE} to unmask personal data (audited); {ADMIN_SCOPE} to act on the staff of the org subtrees "
-    "in the token's admin_units (分级授权)",
+    f"change; {PII_SCOPE} to unmask personal data (audited); {ADMIN_SCOPE} to act on the staff the caller "
+    "administers (分级授权, as the org service says at the time of the request)",
 )
 
 
@@ -47,15 +47,12 @@ def caller_of(token: TokenPrincipal, request: Request, settings: Settings) -> Ca
     """The caller a verified token names, with the rights it carries.
 
     A client's own token (client credentials: `sub` is the client id) names no person: it has no account of its
-    own and is never a whole-tree administrator. Administrative rights need the admin scope; the subtrees come
-    from the token's `admin_units` claim, and only a token with the scope but without the claim makes the
-    service ask the org service (`admin.scopes`).
+    own and is never a whole-tree administrator. Administrative rights need the admin scope, and are asked of
+    the org service (`admin.scopes`) during the request: never taken from the token's `admin_units` claim,
+    which would outlive a withdrawn grant until the token expires.
     """
     person = token.sub != token.client_id
     admin = ADMIN_SCOPE in token.scopes
-    units: tuple[str, ...] | None = ()
-    if admin:
-        units = token.admin_units if "admin_units" in token.token.claims else None
     return Caller(
         principal=token.sub,
         scopes=token.scopes,
@@ -63,7 +60,8 @@ def caller_of(token: TokenPrincipal, request: Request, settings: Settings) -> Ca
         self_id=token.sub if person else None,
         rpc=request.app.state.runtime.rpc,
         rpc_timeout=settings.rpc_timeout_seconds,
-        admin_units=units,
+        admin=admin,
+        protected=frozenset(settings.bootstrap_admins),
     )
 
 

@@ -215,7 +215,7 @@ SERVICE_PROVIDER_CONFIG = ServiceProviderConfig(
             name="OAuth Bearer Token",
             description="An access token (RFC 9068 JWT) from the Tongban auth service in the Authorization header "
             "(RFC 6750): user:read to read, user:write to provision; user:pii returns emails and phone numbers "
-            "unmasked (audited); admin with the token's admin_units reaches the staff of those org subtrees.",
+            "unmasked (audited); admin reaches the staff the caller administers (分级授权, asked of the org service).",
             spec_uri="https://www.rfc-editor.org/rfc/rfc6750",
             primary=True,
         )
