@@ -8,12 +8,16 @@ SRC    := services/kit/src services/org/src services/user/src services/auth/src 
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test browser venv lint format typecheck pytest contracts contracts-check bench clean constraints
+.PHONY: run test test-quick browser venv lint format typecheck pytest contracts contracts-check bench clean constraints
 
 run: venv ## start NATS, every service and the gateway with demo data; Ctrl-C stops
 	$(BIN)/tongban-dev
 
 test: venv lint typecheck pytest ## lint, type check, unit + integration + contract tests
+
+test-quick: venv ## the inner loop: lint and the unit tier (no servers, seconds)
+	$(BIN)/ruff check services gateway tests bench
+	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS) || test $$? -eq 5
 
 $(STAMP): constraints.txt requirements-dev.txt services/kit/pyproject.toml services/org/pyproject.toml services/user/pyproject.toml services/auth/pyproject.toml services/message/pyproject.toml gateway/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

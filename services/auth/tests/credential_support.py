@@ -67,7 +67,7 @@ async def sqlite_db_fixture(tmp_path: Path) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"], name="db")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)], name="db")
 def db_fixture(request: pytest.FixtureRequest) -> Database:
     """Each backend in turn (SQLite file per test; one PostgreSQL database per module)."""
     name = "sqlite_db" if request.param == "sqlite" else "pg_db"

@@ -18,6 +18,38 @@ from tongban_kit.natsserver import LocalNatsServer
 from tongban_kit.testing.pg import PgServer, docker_available, find_pg_server
 from tongban_kit.testing.recorder import EventRecorder, load_event_schemas
 
+#: fixtures that reach a real server: a test using any of them (directly or through another fixture) is an
+#: integration test
+SERVER_FIXTURES = frozenset({"nats_url", "pg_server", "redis_url"})
+TIERS = ("unit", "integration", "browser", "e2e")
+#: the repository-level test folders that run the system as a whole
+REPO_E2E = frozenset({("tests", "e2e"), ("tests", "contract")})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the test tiers."""
+    config.addinivalue_line("markers", "unit: no server needed (make test-quick runs these)")
+    config.addinivalue_line("markers", "integration: talks to real NATS, PostgreSQL or Redis")
+    config.addinivalue_line("markers", "browser: drives a headless chromium (skipped without one, outside CI)")
+    config.addinivalue_line("markers", "e2e: runs the whole system as processes (make run, the contract tests)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every test in its tier from what it uses, so no test file has to remember to: `e2e` for tests/e2e and
+    tests/contract, `browser` for tests of the chromium fixture, `integration` for tests of a server fixture,
+    `unit` for the rest."""
+    root = config.rootpath
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.is_relative_to(root) and item.path.relative_to(root).parts[:2] in REPO_E2E:
+            item.add_marker("e2e")
+        if "browser" in fixtures:
+            item.add_marker("browser")
+        if fixtures & SERVER_FIXTURES:
+            item.add_marker("integration")
+        if not any(item.get_closest_marker(tier) for tier in TIERS[1:]):
+            item.add_marker("unit")
+
 
 @pytest.fixture(scope="session")
 def nats_url() -> Iterator[str]:
