@@ -17,12 +17,12 @@ import logging
 import time
 from datetime import timedelta
 
-from sqlalchemy import func, insert, or_
+from sqlalchemy import func, or_
 from sqlalchemy import update as sql_update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tongban_kit.db import Database
+from tongban_kit.db import Database, copy_rows
 from tongban_kit.ids import new_id
 from tongban_kit.outbox import emit, utcnow
 from tongban_kit.problems import Problem
@@ -132,36 +132,42 @@ class FanoutWorker:
                 raise
             await self._fail(message, problem.detail or problem.title or str(problem.status))
             return
+        total = len(users)
+        if message.fanout_attempts > 1:  # resuming: leave out whoever an earlier attempt reached
+            users = await self._not_written(message, users)
         channel = Channel(message.channel)
         batch = self.settings.fanout_batch
         for start in range(0, len(users), batch):
             chunk = users[start : start + batch]
             addresses = await addresses_of(chunk, channel, rpc, timeout=timeout) if channel != Channel.inbox else {}
-            if not await self.write_batch(message, chunk, addresses, total=len(users)):
+            if not await self.write_batch(message, chunk, addresses, total=total):
                 return
             if channel != Channel.inbox:
                 self.dispatcher.wake()
         await self._finish(message)
 
+    async def _not_written(self, message: Message, users: list[str]) -> list[str]:
+        async with self.db.read_session() as s:
+            rows = await s.exec(select(Delivery.user_id).where(Delivery.message_id == message.id))
+            written = set(rows.all())
+        return [u for u in users if u not in written]
+
     async def write_batch(
         self, message: Message, users: list[str], addresses: dict[str, str | None], *, total: int
     ) -> bool:
-        """Write the deliveries of `users` that are not written yet, in one transaction; False when the claim was
-        lost (nothing written)."""
+        """Write the deliveries of `users` in one transaction; False when the claim was lost (nothing written).
+
+        Only the claim holder writes (another worker's claim starts after this transaction, which renews it), and
+        the recipients an earlier attempt reached were left out, so nobody gets two."""
         async with self.db.session() as s:
             if not await self._hold(s, message, recipients=total):
                 await s.rollback()
                 return False
-            mine = (col(Delivery.message_id) == message.id, col(Delivery.user_id).in_(users))
-            written = set((await s.exec(select(Delivery.user_id).where(*mine))).all())
-            fresh = [u for u in users if u not in written]
-            channel = Channel(message.channel)
-            rows, failed = delivery_rows(
-                message.id, fresh, channel, message.subject or "", message.body or "", addresses
-            )
+            subject, text = message.subject or "", message.body or ""
+            rows, failed = delivery_rows(message.id, users, Channel(message.channel), subject, text, addresses)
             if rows:
-                conn = await s.connection()  # one executemany per batch, no ORM objects
-                await conn.execute(insert(Delivery), rows)
+                columns = tuple(rows[0])
+                await copy_rows(s, Delivery.__table__, columns, [tuple(r[c] for c in columns) for r in rows])  # type: ignore[attr-defined]
             for outcome in failed:
                 emit(s, DELIVERY_FAILED, outcome, source=SOURCE, subject=outcome.delivery_id)
             await s.commit()
