@@ -127,7 +127,8 @@ async def load(port: int, headers: dict[str, str], unit: str, args: argparse.Nam
     by_status: dict[str, Any] = {}
     for status in sorted({s for s, _, _ in results}):
         ms = sorted(t for s, t, _ in results if s == status)
-        by_status[str(status)] = summary(ms)
+        kinds = sorted({str(a.get("type", "")).rsplit("/", 1)[-1] for s, _, a in results if s == status} - {""})
+        by_status[str(status)] = summary(ms) | ({"problems": kinds} if kinds else {})
     everything = sorted(t for _, t, _ in results)
     return {
         "sends": len(results),
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             await conn.close()
 
+    machine = host_info()
     for name in names.values():
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     services: list[Service] = []
@@ -212,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in names.values():
             asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     result |= {"label": args.label, "members": args.members, "rate": args.rate, "seconds": args.seconds}
-    result["machine"] = host_info()
-    print(json.dumps({k: result[k] for k in ("all", "by_status", "fanout_ms", "wall_seconds")}, indent=1))
+    result["machine"] = machine | {"load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    shown = ("all", "by_status", "fanout_ms", "wall_seconds", "machine")
+    print(json.dumps({k: result[k] for k in shown}, ensure_ascii=False, indent=1))
     out = args.out or RESULTS / f"message-{args.label or 'run'}-{datetime.now(UTC):%Y-%m-%d}.json"
     out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n")
     print(f"written to {out}")

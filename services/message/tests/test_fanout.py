@@ -149,6 +149,30 @@ async def test_listed_people_stay_synchronous_and_the_rpc_answers_at_once(
     assert reply.status == "sent" and reply.delivered == 1
 
 
+async def test_a_text_message_to_a_unit_asks_the_user_directory_per_batch(
+    client: httpx.AsyncClient, org_app: FastAPI, event_recorder: EventRecorder
+) -> None:
+    unit, users = await add_members(org_app, "zj-mzt", 130)  # none of them has a mobile number on record
+    made = await client.post(
+        "/api/v1/messages/templates",
+        json={"code": f"test.sms.{secrets.token_hex(4)}", "name": "通知", "channel": "sms", "body": "((text))"},
+        headers=as_(demo_user_id("demo-admin"), "admin message:send"),
+    )
+    body = {"template_id": made.json()["id"], "to": {"unit_id": unit}, "personalisation": {"text": "明日停水"}}
+    r = await client.post(MESSAGES, json=body, headers=APP)
+    assert r.status_code == 202, r.text
+    done = await settled(client, r.headers["location"])
+    assert done["status"] == "sent" and done["failed"] == done["recipients"] >= 130
+
+    async def failures() -> list[dict[str, Any]] | None:
+        every = event_recorder.events("message.delivery.failed.v1")
+        found = [e for e in every if e["data"]["message_id"] == done["id"]]
+        return found if len(found) >= done["recipients"] else None
+
+    found = await eventually(failures, what="a delivery.failed.v1 per recipient")
+    assert len(found) == done["recipients"] and set(users) <= {e["data"]["user_id"] for e in found}
+
+
 async def test_an_unknown_unit_is_refused_and_an_oversized_one_fails_with_its_event(
     client: httpx.AsyncClient, org_app: FastAPI, event_recorder: EventRecorder
 ) -> None:
