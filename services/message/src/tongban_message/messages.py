@@ -342,8 +342,6 @@ async def _accept(
             type="overloaded",
             headers={"Retry-After": str(fanout.retry_after)},
         )
-    if body.to.unit_id is not None:
-        await _check_unit(body.to.unit_id, rpc, timeout=timeout)
     message = Message(
         id=new_id(),
         template_id=template.id,
@@ -360,6 +358,9 @@ async def _accept(
         subject=subject,
         body=text,
     )
+    if body.to.unit_id is not None:
+        await s.rollback()  # no connection held while the org service answers (it may be the one under load)
+        await _check_unit(body.to.unit_id, rpc, timeout=timeout)
     s.add(message)
     try:
         await s.commit()
