@@ -25,6 +25,7 @@ from tongban_kit.outbox import utcnow
 from tongban_kit.testing.helpers import assert_problem, eventually
 from tongban_kit.testing.recorder import EventRecorder
 from tongban_message.contract import RPC_SEND, SendRequest
+from tongban_message.fanout import FanoutWorker
 from tongban_message.models import Delivery, Message, MessagePublic
 from tongban_org.models import Membership
 
@@ -293,3 +294,27 @@ async def test_a_worker_killed_between_batches_is_resumed_exactly_once(
     await eventually(event, what="message.message.sent.v1")
     await asyncio.sleep(0.5)
     assert len(sent_events(event_recorder, message_id)) == 1
+
+
+async def test_a_worker_whose_claim_was_taken_over_writes_nothing(
+    client: httpx.AsyncClient, org_app: FastAPI, message_app: FastAPI
+) -> None:
+    unit, _ = await add_members(org_app, "zj-jst", 120)
+    rt: Runtime = message_app.state.runtime
+    assert rt.rpc is not None
+    async with worker_paused(message_app):
+        r = await client.post(MESSAGES, json=to_unit(unit), headers=APP)
+        assert r.status_code == 202, r.text
+        slow = FanoutWorker(rt.db, rt.settings, message_app.state.dispatcher)
+        stalled = await slow._claim()  # claims, then stalls past its claim
+        assert stalled is not None and stalled.id == r.json()["id"]
+        await asyncio.sleep(CLAIM_SECONDS + 0.2)
+        assert await FanoutWorker(rt.db, rt.settings, message_app.state.dispatcher).round(rt.rpc)
+        done: dict[str, Any] = (await client.get(r.headers["location"], headers=APP)).json()
+        assert done["status"] == "sent" and done["delivered"] == done["recipients"] >= 120
+        # the stalled worker wakes up: its claim is gone, so it neither writes nor marks anything
+        assert not await slow.write_batch(stalled, ["someone-new"], {}, total=1)
+        await slow.fan_out(stalled, rt.rpc)
+    assert "someone-new" not in await deliveries_of(message_app, stalled.id)
+    again: dict[str, Any] = (await client.get(r.headers["location"], headers=APP)).json()
+    assert again == done
