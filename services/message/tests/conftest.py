@@ -158,6 +158,12 @@ def mail_server() -> Any:
 
 
 @pytest.fixture(scope="module")
+def message_settings() -> dict[str, Any]:
+    """Settings a test module gives its message service on top of the common ones (override in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def message_app(
     pg_server: PgServer,
     nats_url: str,
@@ -165,6 +171,7 @@ async def message_app(
     org_app: FastAPI,
     user_app: FastAPI,
     mail_server: MailServer,
+    message_settings: dict[str, Any],
 ) -> AsyncIterator[FastAPI]:
     """The message service next to the org and user services, with the demo templates; SMS go to the log
     provider, email to the SMTP server of the test."""
@@ -184,6 +191,8 @@ async def message_app(
         smtp_security="none",
         delivery_retry_seconds=0.2,
         dispatch_idle_seconds=0.1,
+        fanout_idle_seconds=0.1,
+        **message_settings,
     )
     app = create_app(settings, bearer=issuer_bearer())
     try:

@@ -49,6 +49,22 @@ class Settings(ServiceSettings):
     #: days a settled SMS or email delivery keeps the number or address it went to (then only the state stays)
     address_retention_days: int = Field(7, ge=0)
 
+    # large sends: accepted (202) and fanned out by a worker in every replica
+    #: a message to more listed people than this, or to an organisation unit, is fanned out asynchronously
+    sync_max_recipients: int = Field(100, ge=1, le=1000)
+    #: queued fan-outs beyond which a new large send is refused (503 + Retry-After) rather than queued
+    fanout_queue_limit: int = Field(50, ge=1, le=100_000)
+    #: the Retry-After of that refusal, seconds
+    fanout_retry_after_seconds: int = Field(5, ge=1, le=3600)
+    #: deliveries written per transaction of a fan-out
+    fanout_batch: int = Field(500, ge=1, le=5000)
+    #: seconds a worker holds a fan-out without progress before another may resume it (a crashed worker)
+    fanout_claim_seconds: float = Field(60.0, gt=0)
+    #: seconds before a fan-out is tried again after the org or user service did not answer
+    fanout_retry_seconds: float = Field(5.0, gt=0)
+    #: seconds between looks for queued fan-outs while there are none (a send wakes the worker at once)
+    fanout_idle_seconds: float = Field(1.0, gt=0)
+
     @model_validator(mode="after")
     def _smtp_login_needs_a_real_password(self) -> Settings:
         login = self.email_provider == "smtp" and bool(self.smtp_username)

@@ -28,6 +28,18 @@ class MessageSent(BaseModel):
     reference: str | None = None
 
 
+class MessageFailed(BaseModel):
+    """Payload of message.message.failed.v1: a queued message could not be fanned out (nothing was delivered)."""
+
+    message_id: str
+    template_id: str
+    template_code: str
+    channel: str
+    sender_client_id: str
+    reference: str | None = None
+    error: str = Field(description="why, e.g. the unit was dissolved or has more members than a message may reach")
+
+
 class DeliveryRead(BaseModel):
     """Payload of message.delivery.read.v1: a recipient opened a message (first time only)."""
 
@@ -49,6 +61,9 @@ class DeliveryOutcome(BaseModel):
 
 
 MESSAGE_SENT = EventSpec("message.message.sent.v1", MessageSent, "A message was delivered to its recipients.")
+MESSAGE_FAILED = EventSpec(
+    "message.message.failed.v1", MessageFailed, "A message accepted for fan-out could not reach its recipients."
+)
 DELIVERY_READ = EventSpec("message.delivery.read.v1", DeliveryRead, "A recipient opened a message.")
 DELIVERY_DELIVERED = EventSpec(
     "message.delivery.delivered.v1", DeliveryOutcome, "An SMS or email was handed to its provider."
@@ -71,7 +86,8 @@ RPC_SEND = RpcSpec(
     "message.rpc.send",
     SendRequest,
     MessagePublic,
-    "Send a template to people (for services: one-time codes, case progress, work notices).",
+    "Send a template to people (for services: one-time codes, case progress, work notices); a send to a unit or "
+    "to many people is accepted (status queued) and fanned out by a worker.",
 )
 
 CONTRACT = ServiceContract(
@@ -79,6 +95,6 @@ CONTRACT = ServiceContract(
     version=VERSION,
     description="Messages (消息体系): templates, messages and per-recipient deliveries; the inbox (站内信).",
     streams=(StreamSpec("MESSAGE_EVENTS", ("message.*.*.v1",), "Events of the message service"),),
-    events=(MESSAGE_SENT, DELIVERY_READ, DELIVERY_DELIVERED, DELIVERY_FAILED),
+    events=(MESSAGE_SENT, MESSAGE_FAILED, DELIVERY_READ, DELIVERY_DELIVERED, DELIVERY_FAILED),
     rpcs=(RPC_SEND,),
 )

@@ -18,6 +18,7 @@ from tongban_message.api.routes import messages, templates
 from tongban_message.config import Settings
 from tongban_message.contract import CONTRACT, RPC_SEND, SendRequest
 from tongban_message.dispatcher import Dispatcher, forget_addresses
+from tongban_message.fanout import FanoutWorker
 from tongban_message.messages import Sender
 from tongban_message.models import MessageCreate, MessagePublic
 from tongban_message.providers import make_providers
@@ -47,8 +48,10 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         made = await ensure_system_templates(rt.db)
         if made:
             log.info("system templates made", extra={"templates": made})
-        # SMS and email go out from every replica's dispatcher
+        # SMS and email go out from every replica's dispatcher; large sends are fanned out by every replica's worker
         rt.background.append(asyncio.create_task(app.state.dispatcher.run(), name="message-dispatcher"))
+        assert rt.rpc is not None
+        rt.background.append(asyncio.create_task(app.state.fanout.run(rt.rpc), name="message-fanout"))
 
         async def forget() -> None:
             n = await forget_addresses(rt.db, older_than=timedelta(days=settings.address_retention_days))
@@ -63,7 +66,9 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
             body = MessageCreate.model_validate(request.model_dump(exclude={"sender"}))
             sender = Sender(client_id=f"service:{request.sender}", sub=None)
             async with rt.db.session() as s:
-                message, _ = await sending.send_and_dispatch(s, body, sender, rt.rpc, settings, app.state.dispatcher)
+                message, _ = await sending.send_and_dispatch(
+                    s, body, sender, rt.rpc, settings, app.state.dispatcher, app.state.fanout.wake
+                )
             return message
 
         return {RPC_SEND.name: send}
@@ -82,6 +87,7 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
     )
     app.state.providers = providers
     app.state.dispatcher = Dispatcher(app.state.runtime.db, providers, settings)
+    app.state.fanout = FanoutWorker(app.state.runtime.db, settings, app.state.dispatcher)
     return app
 
 

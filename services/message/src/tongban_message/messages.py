@@ -3,8 +3,10 @@ sender's view of a message, and the recipient's inbox."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import BaseModel
 from sqlalchemy import func, insert
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
@@ -37,17 +39,35 @@ from tongban_message.models import (
     Message,
     MessageCreate,
     MessagePublic,
+    MessageStatus,
     Recipients,
     Template,
     TemplateStatus,
 )
 from tongban_message.providers import mask_address
-from tongban_org.contract import RPC_MEMBERS, ListMembersRequest, MembersReply
+from tongban_org.contract import (
+    RPC_GET_UNITS,
+    RPC_MEMBERS,
+    GetUnitsRequest,
+    ListMembersRequest,
+    UnitsReply,
+)
 from tongban_user.contract import RPC_CONTACTS, ContactsReply, ContactsRequest
 
 SOURCE = "/tongban/message"
 #: members asked of the org service per call when a message goes to a unit
 MEMBER_PAGE = 500
+
+
+class _Member(BaseModel):
+    user_id: str
+
+
+class _MemberIds(BaseModel):
+    """The part of org.rpc.members.list's reply a send needs (parsing whole memberships costs ~0.1 ms each)."""
+
+    items: list[_Member]
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,7 @@ async def recipients_of(to: Recipients, rpc: RpcClient, *, limit: int, timeout: 
         while True:
             request = ListMembersRequest(unit_id=to.unit_id, recursive=to.recursive, limit=MEMBER_PAGE, cursor=cursor)
             try:
-                page = await rpc.call(RPC_MEMBERS, request, MembersReply, timeout=timeout)
+                page = await rpc.call(RPC_MEMBERS, request, _MemberIds, timeout=timeout)
             except RpcNotFound:
                 raise Problem(404, f"no unit {to.unit_id}", type="not-found") from None
             except RpcError as exc:
@@ -133,60 +153,36 @@ async def _counts(s: AsyncSession, message_id: str) -> dict[str, int]:
     return {str(status): int(n) for status, n in counted.all()}
 
 
-async def send(
-    s: AsyncSession,
-    body: MessageCreate,
-    sender: Sender,
-    rpc: RpcClient,
-    *,
-    limit: int,
-    timeout: float,
-    channels: frozenset[Channel] = frozenset({Channel.inbox}),
-) -> tuple[MessagePublic, bool]:
-    """Render the template for every recipient and deliver it (inbox) or queue it (SMS, email), with the events,
-    in one transaction. `channels` are the ones this deployment offers.
+@dataclass(frozen=True)
+class FanoutPolicy:
+    """Which sends are accepted for the fan-out worker rather than made at once, and how many may wait."""
 
-    Returns the message and whether it is new (False: the same reference was sent before; nothing is sent again).
-    """
-    template = await _template(s, body)
-    existing = await _existing(s, sender, body.reference)
-    if existing is not None:
-        return await _replayed(s, existing, template), False
-    if template.status != TemplateStatus.active:
-        raise Problem(409, f"template {template.code} is archived", type="template-archived")
-    channel = Channel(template.channel)
-    if channel not in channels:
-        raise Problem(
-            422,
-            f"this deployment sends no {channel} (no provider is configured)",
-            type="channel-unavailable",
-            channel=channel,
-        )
-    templates.check_personalisation(template, body.personalisation)
-    users = await recipients_of(body.to, rpc, limit=limit, timeout=timeout)
-    addresses = await addresses_of(users, channel, rpc, timeout=timeout) if channel != Channel.inbox else {}
-    subject = templates.render_subject(template, body.personalisation)
-    text = templates.render(template.body, body.personalisation)
+    sync_max: int
+    queue_limit: int
+    retry_after: int
+
+    def applies(self, to: Recipients) -> bool:
+        """A unit's members, or more listed people than a request should write while its caller waits."""
+        return to.unit_id is not None or len({u.strip() for u in to.user_ids}) > self.sync_max
+
+
+def delivery_rows(
+    message_id: str,
+    users: list[str],
+    channel: Channel,
+    subject: str,
+    text: str,
+    addresses: dict[str, str | None],
+) -> tuple[list[dict[str, object]], list[DeliveryOutcome]]:
+    """One delivery row per recipient (SMS and email queued to their address, or failed without one), and the
+    failures to announce."""
     now = utcnow()
-    message = Message(
-        id=new_id(),
-        template_id=template.id,
-        template_version=template.version,
-        channel=template.channel,
-        sender_client_id=sender.client_id,
-        sender_sub=sender.sub,
-        reference=body.reference,
-        personalisation=dict(body.personalisation),
-        recipients=len(users),
-        created_at=now,
-    )
-    s.add(message)
     rows = []
     failed: list[DeliveryOutcome] = []
     for user_id in users:
         row: dict[str, object] = {
             "id": new_id(),
-            "message_id": message.id,
+            "message_id": message_id,
             "user_id": user_id,
             "channel": channel.value,
             "subject": subject,
@@ -209,7 +205,7 @@ async def send(
                 failed.append(
                     DeliveryOutcome(
                         delivery_id=str(row["id"]),
-                        message_id=message.id,
+                        message_id=message_id,
                         user_id=user_id,
                         channel=channel.value,
                         attempts=0,
@@ -217,40 +213,173 @@ async def send(
                     )
                 )
         rows.append(row)
-    event = MessageSent(
+    return rows, failed
+
+
+def sent_event(message: Message, template_code: str) -> MessageSent:
+    """The payload of message.message.sent.v1."""
+    return MessageSent(
         message_id=message.id,
+        template_id=message.template_id,
+        template_code=template_code,
+        template_version=message.template_version,
+        channel=message.channel,
+        sender_client_id=message.sender_client_id,
+        recipients=message.recipients,
+        reference=message.reference,
+    )
+
+
+async def send(
+    s: AsyncSession,
+    body: MessageCreate,
+    sender: Sender,
+    rpc: RpcClient,
+    *,
+    limit: int,
+    timeout: float,
+    channels: frozenset[Channel] = frozenset({Channel.inbox}),
+    fanout: FanoutPolicy | None = None,
+) -> tuple[MessagePublic, bool]:
+    """Render the template for every recipient and deliver it (inbox) or queue it (SMS, email), with the events,
+    in one transaction; or, where `fanout` applies, accept it for the fan-out worker (status queued). `channels`
+    are the ones this deployment offers.
+
+    Returns the message and whether it is new (False: the same reference was sent before; nothing is sent again).
+    """
+    template = await _template(s, body)
+    existing = await _existing(s, sender, body.reference)
+    if existing is not None:
+        return await _replayed(s, existing, template), False
+    if template.status != TemplateStatus.active:
+        raise Problem(409, f"template {template.code} is archived", type="template-archived")
+    channel = Channel(template.channel)
+    if channel not in channels:
+        raise Problem(
+            422,
+            f"this deployment sends no {channel} (no provider is configured)",
+            type="channel-unavailable",
+            channel=channel,
+        )
+    templates.check_personalisation(template, body.personalisation)
+    subject = templates.render_subject(template, body.personalisation)
+    text = templates.render(template.body, body.personalisation)
+    if fanout is not None and fanout.applies(body.to):
+        return await _accept(s, body, sender, template, subject, text, rpc, fanout, timeout=timeout)
+    users = await recipients_of(body.to, rpc, limit=limit, timeout=timeout)
+    addresses = await addresses_of(users, channel, rpc, timeout=timeout) if channel != Channel.inbox else {}
+    now = utcnow()
+    message = Message(
+        id=new_id(),
         template_id=template.id,
-        template_code=template.code,
         template_version=template.version,
         channel=template.channel,
         sender_client_id=sender.client_id,
-        recipients=len(users),
+        sender_sub=sender.sub,
         reference=body.reference,
+        personalisation=dict(body.personalisation),
+        recipients=len(users),
+        created_at=now,
+        sent_at=now,
     )
+    s.add(message)
+    rows, failed = delivery_rows(message.id, users, channel, subject, text, addresses)
     try:
         await s.flush()
         conn = await s.connection()  # one executemany for every recipient, no ORM objects
         await conn.execute(insert(Delivery), rows)
-        emit(s, MESSAGE_SENT, event, source=SOURCE, subject=message.id)
+        emit(s, MESSAGE_SENT, sent_event(message, template.code), source=SOURCE, subject=message.id)
         for outcome in failed:
             emit(s, DELIVERY_FAILED, outcome, source=SOURCE, subject=outcome.delivery_id)
         await s.commit()
-    except IntegrityError:  # the same reference, sent at the same moment by a retry
-        await s.rollback()
-        again = await _existing(s, sender, body.reference)
-        if again is None:
-            raise
-        return await _replayed(s, again, template), False
+    except IntegrityError as exc:  # the same reference, sent at the same moment by a retry
+        return await _replay_after_race(s, sender, body, template, exc), False
     counts: dict[str, int] = {}
     for row in rows:
         counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
     return to_public(message, counts), True
 
 
-async def send_and_dispatch(
-    s: AsyncSession, body: MessageCreate, sender: Sender, rpc: RpcClient, settings: Settings, dispatcher: Dispatcher
+async def _replay_after_race(
+    s: AsyncSession, sender: Sender, body: MessageCreate, template: Template, exc: IntegrityError
+) -> MessagePublic:
+    await s.rollback()
+    again = await _existing(s, sender, body.reference)
+    if again is None:
+        raise exc
+    return await _replayed(s, again, template)
+
+
+async def _check_unit(unit_id: str, rpc: RpcClient, *, timeout: float) -> None:
+    """404 for a unit the directory does not know (one cheap call; its members are resolved by the worker)."""
+    try:
+        reply = await rpc.call(RPC_GET_UNITS, GetUnitsRequest(ids=[unit_id]), UnitsReply, timeout=timeout)
+    except RpcError as exc:
+        raise Problem(503, "the organisation directory did not answer; try again", type="unavailable") from exc
+    if not reply.units:
+        raise Problem(404, f"no unit {unit_id}", type="not-found")
+
+
+async def _accept(
+    s: AsyncSession,
+    body: MessageCreate,
+    sender: Sender,
+    template: Template,
+    subject: str,
+    text: str,
+    rpc: RpcClient,
+    fanout: FanoutPolicy,
+    *,
+    timeout: float,
 ) -> tuple[MessagePublic, bool]:
-    """`send` with this deployment's limits and channels; wakes the dispatcher when SMS or email were queued."""
+    """Queue a large send for the fan-out worker; refused (503, nothing written) while too many wait already."""
+    # the queue first: a refusal must stay cheap when the org service is the one under load
+    waiting = select(Message.id).where(Message.status == MessageStatus.queued).limit(fanout.queue_limit)
+    if int(await s.scalar(select(func.count()).select_from(waiting.subquery())) or 0) >= fanout.queue_limit:
+        raise Problem(
+            503,
+            "too many large sends are waiting to be fanned out; try again later",
+            type="overloaded",
+            headers={"Retry-After": str(fanout.retry_after)},
+        )
+    message = Message(
+        id=new_id(),
+        template_id=template.id,
+        template_version=template.version,
+        channel=template.channel,
+        sender_client_id=sender.client_id,
+        sender_sub=sender.sub,
+        reference=body.reference,
+        personalisation=dict(body.personalisation),
+        recipients=0,
+        created_at=utcnow(),
+        status=MessageStatus.queued.value,
+        audience=body.to.model_dump(mode="json"),
+        subject=subject,
+        body=text,
+    )
+    if body.to.unit_id is not None:
+        await s.rollback()  # no connection held while the org service answers (it may be the one under load)
+        await _check_unit(body.to.unit_id, rpc, timeout=timeout)
+    s.add(message)
+    try:
+        await s.commit()
+    except IntegrityError as exc:  # the same reference, sent at the same moment by a retry
+        return await _replay_after_race(s, sender, body, template, exc), False
+    return to_public(message), True
+
+
+async def send_and_dispatch(
+    s: AsyncSession,
+    body: MessageCreate,
+    sender: Sender,
+    rpc: RpcClient,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    wake_fanout: Callable[[], None] | None = None,
+) -> tuple[MessagePublic, bool]:
+    """`send` with this deployment's limits and channels; wakes the dispatcher when SMS or email were queued, and
+    the fan-out worker when a large send was accepted."""
     message, new = await send(
         s,
         body,
@@ -259,8 +388,15 @@ async def send_and_dispatch(
         limit=settings.max_recipients,
         timeout=settings.rpc_timeout_seconds,
         channels=dispatcher.channels,
+        fanout=FanoutPolicy(
+            sync_max=settings.sync_max_recipients,
+            queue_limit=settings.fanout_queue_limit,
+            retry_after=settings.fanout_retry_after_seconds,
+        ),
     )
-    if new and message.queued:
+    if new and message.status == MessageStatus.queued and wake_fanout is not None:
+        wake_fanout()
+    elif new and message.queued:
         dispatcher.wake()
     return message, new
 

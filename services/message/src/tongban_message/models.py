@@ -43,6 +43,15 @@ class DeliveryStatus(StrEnum):
     read = "read"
 
 
+class MessageStatus(StrEnum):
+    """A message to an organisation unit (or to many people) is queued when accepted, then fanned out by a worker:
+    sent once every delivery is written, failed when it could not be (the unit vanished, too many recipients)."""
+
+    queued = "queued"
+    sent = "sent"
+    failed = "failed"
+
+
 class Template(SQLModel, table=True):
     """A message template; `((name))` placeholders are filled from a message's personalisation."""
 
@@ -65,7 +74,10 @@ class Message(SQLModel, table=True):
     """One send: a template version, its personalisation, who sent it and to how many recipients."""
 
     __tablename__ = "message_message"
-    __table_args__ = (UniqueConstraint("sender_client_id", "reference", name="uq_message_message_reference"),)
+    __table_args__ = (
+        UniqueConstraint("sender_client_id", "reference", name="uq_message_message_reference"),
+        Index("ix_message_message_fanout", "status", "claimed_until"),
+    )
 
     id: str = Field(sa_column=Column(String(36), primary_key=True))
     template_id: str = Field(sa_column=Column(String(36), nullable=False))
@@ -77,6 +89,21 @@ class Message(SQLModel, table=True):
     personalisation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     recipients: int = Field(sa_column=Column(Integer, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = Field(
+        default=MessageStatus.sent,
+        sa_column=Column(String(16), nullable=False, server_default=MessageStatus.sent.value),
+    )
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    #: why the fan-out failed (status failed)
+    error: str | None = Field(default=None, sa_column=Column(String(500)))
+    # a queued fan-out: who it goes to and the text as rendered when accepted (the template may change meanwhile)
+    audience: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    subject: str | None = Field(default=None, sa_column=Column(String(500)))
+    body: str | None = Field(default=None, sa_column=Column(Text))
+    #: the worker holding the fan-out, and until when (a crashed worker's claim runs out; another resumes)
+    claim: str | None = Field(default=None, sa_column=Column(String(36)))
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    fanout_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class Delivery(SQLModel, table=True):
@@ -184,12 +211,17 @@ class MessagePublic(BaseModel):
     template_version: int
     channel: Channel
     reference: str | None = None
-    recipients: int
+    status: MessageStatus = PField(
+        MessageStatus.sent, description="queued: accepted, deliveries being written; sent: all written; failed"
+    )
+    error: str | None = PField(None, description="why the fan-out failed")
+    recipients: int = PField(description="people the message goes to (0 until a queued fan-out has resolved them)")
     read: int = PField(0, description="deliveries their recipient has opened")
     queued: int = PField(0, description="SMS and email deliveries not handed to the provider yet")
     delivered: int = PField(0, description="deliveries in the inbox or handed to the provider")
     failed: int = PField(0, description="deliveries that could not be made (no address, provider refused)")
     created_at: datetime
+    sent_at: datetime | None = PField(None, description="when every delivery was written")
 
 
 class DeliveryPublic(BaseModel):

@@ -8,16 +8,18 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from tongban_kit.app import SessionDep
 from tongban_kit.pagination import Page
-from tongban_kit.problems import problem_responses
+from tongban_kit.problems import PROBLEM_JSON, problem_responses
 from tongban_message import messages
 from tongban_message.api.deps import AUTH_RESPONSES, Cursor, Limit, ReaderDep, RpcDep, SenderDep, SettingsDep
 from tongban_message.dispatcher import Dispatcher
+from tongban_message.fanout import FanoutWorker
 from tongban_message.models import (
     DeliveryPublic,
     DeliveryStatusPublic,
     InboxPage,
     MessageCreate,
     MessagePublic,
+    MessageStatus,
 )
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
@@ -30,7 +32,21 @@ ItemId = Annotated[str, Path(min_length=1, max_length=36)]
     summary="Send a message",
     responses=AUTH_RESPONSES
     | problem_responses(400, 404, 409, 422)
-    | {200: {"description": "Sent before with this reference: the earlier message, nothing sent again"}},
+    | {
+        200: {"description": "Sent before with this reference: the earlier message, nothing sent again"},
+        202: {
+            "description": "Accepted for fan-out (a unit's members, or many people): the message, status queued; "
+            "`Location` is where to follow it (also the answer to a replay while it is still queued)",
+            "model": MessagePublic,
+            "headers": {"Location": {"description": "the message", "schema": {"type": "string"}}},
+        },
+        503: {
+            "description": "Too many large sends wait to be fanned out (`overloaded`, nothing written; "
+            "retry after `Retry-After` seconds), a directory did not answer, or the service is not ready",
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+            "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+        },
+    },
 )
 async def send_message(
     body: MessageCreate,
@@ -42,10 +58,18 @@ async def send_message(
     response: Response,
 ) -> MessagePublic:
     """Render a template for each recipient (people by account id, or the members of an organisation unit): into
-    their inboxes, or queued as SMS or email to their numbers and addresses from the user directory."""
+    their inboxes, or queued as SMS or email to their numbers and addresses from the user directory.
+
+    A send to a unit, or to more people than the deployment writes while the caller waits, is accepted (202) and
+    fanned out by a worker: follow it at `Location`. While too many such sends wait, a new one is refused (503
+    with `Retry-After`) and nothing is written."""
     dispatcher: Dispatcher = request.app.state.dispatcher
-    message, new = await messages.send_and_dispatch(s, body, sender, rpc, settings, dispatcher)
-    if not new:
+    fanout: FanoutWorker = request.app.state.fanout
+    message, new = await messages.send_and_dispatch(s, body, sender, rpc, settings, dispatcher, fanout.wake)
+    if message.status == MessageStatus.queued:
+        response.status_code = 202
+        response.headers["Location"] = f"{router.prefix}/{message.id}"
+    elif not new:
         response.status_code = 200
     return message
 
@@ -72,7 +96,8 @@ async def mark_read(delivery_id: ItemId, s: SessionDep, user_id: ReaderDep) -> D
 
 @router.get("/{message_id}", summary="A message I sent", responses=AUTH_RESPONSES | problem_responses(404, 422))
 async def get_message(message_id: ItemId, s: SessionDep, sender: SenderDep) -> MessagePublic:
-    """A message of this app, with how many of its recipients opened it."""
+    """A message of this app: its fan-out state (queued, sent, failed), its deliveries counted by state and how
+    many of its recipients opened it."""
     return await messages.get_message(s, message_id, sender)
 
 
