@@ -104,6 +104,14 @@ class AccessControl:
             raise self.bearer.insufficient_scope(needed, principal.scopes)
         return principal.token
 
+    async def unready(self) -> str | None:
+        """Why access tokens cannot be verified (None: they can). Without keys, asks for them again (rate-limited):
+        keys once fetched stay in use while the auth service is away, so only a gateway that never had any waits."""
+        source = self.verifier.source
+        if not source.kids:
+            await source.refresh()
+        return None if source.kids else "no signing keys to verify access tokens yet (JWKS unreachable)"
+
     def readiness(self) -> dict[str, str]:
         """'ok' or why not, for the signing keys and the NATS connection the revocations come through.
 
