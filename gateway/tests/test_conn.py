@@ -14,8 +14,10 @@ import pytest
 from .conftest import ECHOED, PREFIX, Gateway, ThreadServer
 
 ROUTES = [{"prefix": PREFIX, "upstream": "org", "public": True}]
-#: seconds the test gateway gives a head, a body pause and an idle keep-alive connection
+#: seconds the test gateway gives a body pause, an unread answer and an idle keep-alive connection
 TIMEOUT = 1.0
+#: seconds it gives a head: longer than the body's, so that a body is cut at its own deadline, not the head's
+HEAD_TIMEOUT = 2.5
 #: how long past a timeout the test waits for the cut (a loaded machine is slow)
 GRACE = 2.5
 
@@ -25,7 +27,7 @@ def strict(start_gateway: Callable[..., Gateway], upstream: ThreadServer) -> Gat
     return start_gateway(
         {"org": [upstream.url]},
         ROUTES,
-        header_timeout_seconds=str(TIMEOUT),
+        header_timeout_seconds=str(HEAD_TIMEOUT),
         body_timeout_seconds=str(TIMEOUT),
         keepalive_timeout_seconds=str(int(TIMEOUT)),
         send_timeout_seconds=str(TIMEOUT),
@@ -81,7 +83,7 @@ async def test_partial_and_silent_heads_are_cut_off_while_others_are_served(stri
 
     async def trickle() -> None:
         # a header line every 0.3 s: each piece is in time, the head never completes
-        for n in range(int((TIMEOUT + GRACE) / 0.3)):
+        for n in range(int((HEAD_TIMEOUT + GRACE) / 0.3)):
             for _, w in trickling:
                 if not w.is_closing():
                     w.write(f"X-Slow-{n}: 1\r\n".encode())
@@ -93,10 +95,10 @@ async def test_partial_and_silent_heads_are_cut_off_while_others_are_served(stri
             t0 = time.monotonic()
             resp = await c.get(PREFIX + "/echo/served")  # 200 slow clients do not keep a normal one waiting
         assert resp.status_code == 200 and time.monotonic() - t0 < 1.0
-        answers = await asyncio.gather(*(read_until_closed(r, TIMEOUT + GRACE) for r, _ in silent + trickling))
+        answers = await asyncio.gather(*(read_until_closed(r, HEAD_TIMEOUT + GRACE) for r, _ in silent + trickling))
     finally:
         feeder.cancel()
-    assert time.monotonic() - started < TIMEOUT + GRACE
+    assert time.monotonic() - started < HEAD_TIMEOUT + GRACE
     assert {status_of(a) for a in answers} == {408}
     assert problem_of(answers[-1])["type"] == "https://tongban.dev/problems/header-timeout"
     assert await closed_count(strict, "header_timeout") >= 200
@@ -107,9 +109,11 @@ async def test_partial_and_silent_heads_are_cut_off_while_others_are_served(stri
 @pytest.mark.slow
 async def test_a_stalled_body_is_cut_off_but_a_steady_one_is_not(strict: Gateway) -> None:
     reader, writer = await connect(strict)
+    started = time.monotonic()
     writer.write(f"POST {PREFIX}/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n0123456789".encode())
-    answer = await read_until_closed(reader, TIMEOUT + GRACE)
+    answer = await read_until_closed(reader, HEAD_TIMEOUT + GRACE)
     assert status_of(answer) == 408 and problem_of(answer)["detail"] == "the request body did not arrive in time"
+    assert time.monotonic() - started < HEAD_TIMEOUT  # the body's deadline, not the head's
     writer.close()
 
     # pauses shorter than the timeout, 2 s in all: the timeout is between pieces, not for the whole body

@@ -78,6 +78,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline: float | None = None
         self._body_phase = False
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._send_timer: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -184,8 +185,12 @@ class GuardedProtocol(HttpToolsProtocol):
     def _expect(self, seconds: float, *, body: bool) -> None:
         self._deadline = self.loop.time() + seconds
         self._body_phase = body
+        if self._timer is not None and self._timer_at > self._deadline:
+            self._timer.cancel()  # set for a longer wait (head and body timeouts may differ)
+            self._timer = None
         if self._timer is None:
             self._timer = self.loop.call_later(seconds, self._check)
+            self._timer_at = self._deadline
 
     def _check(self) -> None:
         self._timer = None
@@ -198,6 +203,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._deadline = self.loop.time() + left
         if left > 0:
             self._timer = self.loop.call_later(left, self._check)
+            self._timer_at = self._deadline
         elif self._body_phase:
             self._refuse(408, "body_timeout", "the request body did not arrive in time")
         else:
