@@ -9,9 +9,11 @@ import httpx
 
 from tongban_gateway.app import create_app
 from tongban_gateway.config import Settings
+from tongban_kit.natsserver import free_port
 from tongban_kit.problems import PROBLEM_JSON
+from tongban_kit.testing.helpers import eventually
 
-from .conftest import ISSUER, PREFIX, Gateway, ThreadServer
+from .conftest import ISSUER, PREFIX, Gateway, ThreadServer, upstream_app
 
 
 async def test_healthz(gateway: Gateway) -> None:
@@ -59,13 +61,20 @@ async def test_an_upstream_and_nats_down_leave_the_gateway_ready(
 
 
 async def test_not_ready_until_it_can_verify_tokens(
-    start_gateway: Callable[..., Gateway], upstream: ThreadServer, dead_url: str
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer
 ) -> None:
-    gw = start_gateway({"org": [upstream.url]}, oidc_jwks_url=dead_url + "/oauth2/jwks")
+    port = free_port()
+    gw = start_gateway({"org": [upstream.url]}, oidc_jwks_url=f"http://127.0.0.1:{port}/oauth2/jwks")
     async with httpx.AsyncClient(base_url=gw.url) as c:
         resp = await c.get("/readyz")
-    assert resp.status_code == 503 and resp.headers["content-type"] == PROBLEM_JSON
-    assert resp.headers["retry-after"] == "5" and "signing keys" in resp.json()["detail"]
+        assert resp.status_code == 503 and resp.headers["content-type"] == PROBLEM_JSON
+        assert resp.headers["retry-after"] == "5" and "signing keys" in resp.json()["detail"]
+        with ThreadServer(upstream_app(), port):  # the keys appear: the probe itself gets them fetched again
+
+            async def ready() -> bool | None:
+                return True if (await c.get("/readyz")).status_code == 200 else None
+
+            await eventually(ready, timeout=30, what="ready once the keys can be fetched")
 
 
 async def test_readyz_200_when_every_upstream_is_up(

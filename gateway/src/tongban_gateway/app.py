@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         # be verified. Upstreams, NATS, Redis and the origin registry are dependencies: one of them down degrades
         # some answers but never makes the gateway unready (an orchestrator would turn a partial fault into an
         # outage); they are under /healthz/dependencies and in the metrics.
-        why = await access.unready() if protected else None
+        why = access.unready() if protected else None
         if why is None:
             return JSONResponse({"status": "ok"})
         return problem_response(
