@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tongban_gateway.client import TrustedProxies
+from tongban_kit.testing.helpers import eventually
 
 from .conftest import PREFIX, Gateway, ThreadServer
 from .test_proxy import assert_problem
@@ -42,6 +43,11 @@ def logged_clients(gw: Gateway, path: str) -> list[str]:
     return out
 
 
+async def logged(gw: Gateway, path: str, lines: int) -> bool | None:
+    """True once the access log holds `lines` lines for `path` (each is written just after its answer)."""
+    return True if len(logged_clients(gw, path)) >= lines else None
+
+
 async def test_an_untrusted_peer_cannot_say_who_it_is(
     start_gateway: Callable[..., Gateway], upstream: ThreadServer
 ) -> None:
@@ -57,7 +63,8 @@ async def test_an_untrusted_peer_cannot_say_who_it_is(
         for n in range(2):  # a new address in every request is no new bucket
             assert (await c.get(path, headers={"X-Forwarded-For": f"198.51.100.{n}"})).status_code == 200
         assert_problem(await c.get(path, headers={"X-Forwarded-For": "198.51.100.99"}), 429, "rate-limited")
-    assert set(logged_clients(gw, path)) == {"127.0.0.1"}
+    await eventually(lambda: logged(gw, path, 4), what="four access-log lines")
+    assert logged_clients(gw, path) == ["127.0.0.1"] * 4
 
 
 async def test_behind_a_trusted_proxy_the_nearest_untrusted_address_is_the_client(
@@ -77,6 +84,7 @@ async def test_behind_a_trusted_proxy_the_nearest_untrusted_address_is_the_clien
         assert_problem(await c.get(path, headers={"X-Forwarded-For": "203.0.113.7"}), 429, "rate-limited")
         other = await c.get(path, headers={"X-Forwarded-For": "203.0.113.8, 10.9.9.9"})
         assert other.status_code == 200 and upstream_saw(other)["x-forwarded-for"] == ["203.0.113.8"]
+    await eventually(lambda: logged(gw, path, 5), what="five access-log lines")
     assert logged_clients(gw, path) == ["203.0.113.7"] * 4 + ["203.0.113.8"]
 
 
