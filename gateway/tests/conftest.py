@@ -33,6 +33,8 @@ PUBLIC_URL = "https://gateway.example"
 ISSUER = TestIssuer(PUBLIC_URL, rsa_bits=2048)
 #: bytes the latest /big stream has produced so far
 STREAM_PROGRESS = {"sent": 0}
+#: raw paths the stand-in's echo endpoint has answered, in order
+ECHOED: list[str] = []
 
 
 def pattern_sha(size: int) -> str:
@@ -62,7 +64,12 @@ def upstream_app() -> FastAPI:
     async def jwks() -> dict[str, object]:
         return ISSUER.jwks
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response("stand_in_secret_total 1\n", media_type="text/plain")
+
     async def echo(request: Request, rest: str) -> Response:
+        ECHOED.append(request.scope["raw_path"].decode())
         body = await request.body()
         seen = {
             "method": request.method,

@@ -131,7 +131,7 @@ async def test_registered_apps_origins_come_from_the_client_registry(
             # the gateway's first question may come while this test's loop was blocked starting it: it asks again
             await eventually(lambda: allowed(portal), timeout=15, what="the registered app's origin allowed")
             assert await preflight(later) == 403
-            ready = (await c.get("/readyz")).json()
+            ready = (await c.get("/healthz/dependencies")).json()
             assert ready["dependencies"]["cors_origins"] == "ok"
             registered.append(later)  # a client was enabled again: its event makes the gateway ask again at once
             event = CloudEvent(

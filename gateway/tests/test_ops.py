@@ -11,8 +11,9 @@ from tongban_gateway.app import create_app
 from tongban_gateway.config import Settings
 from tongban_kit.natsserver import free_port
 from tongban_kit.problems import PROBLEM_JSON
+from tongban_kit.testing.helpers import eventually
 
-from .conftest import ISSUER, PREFIX, Gateway, ThreadServer
+from .conftest import ISSUER, PREFIX, Gateway, ThreadServer, upstream_app
 
 
 async def test_healthz(gateway: Gateway) -> None:
@@ -21,15 +22,59 @@ async def test_healthz(gateway: Gateway) -> None:
     assert resp.json() == {"status": "ok"} and resp.headers["x-request-id"]
 
 
-async def test_readyz_503_while_an_upstream_is_down(gateway: Gateway, dead_url: str) -> None:
+async def test_ready_while_an_upstream_is_down_which_the_dependency_view_reports(
+    gateway: Gateway, dead_url: str
+) -> None:
     async with httpx.AsyncClient(base_url=gateway.url) as c:
         resp = await c.get("/readyz")
-    assert resp.status_code == 503 and resp.headers["content-type"] == PROBLEM_JSON
-    checks = resp.json()["checks"]
+        assert resp.status_code == 200 and resp.json() == {"status": "ok"}  # it can route: `org` answers
+        view = await c.get("/healthz/dependencies")
+    assert view.status_code == 200 and view.json()["status"] == "degraded"
+    checks = view.json()["upstreams"]
     assert checks["org"] == "ok"
     assert checks["ghost"].startswith("unavailable")
     assert checks["mixed"].startswith("degraded")
-    assert dead_url.rsplit(":", 1)[1] not in resp.text
+    assert dead_url.rsplit(":", 1)[1] not in view.text
+
+
+async def test_an_upstream_and_nats_down_leave_the_gateway_ready(
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer, dead_url: str
+) -> None:
+    gw = start_gateway(
+        {"org": [upstream.url], "auth": [dead_url]},
+        nats_url=dead_url.replace("http", "nats"),
+        revocation_replay_wait_seconds="0.2",
+    )
+    async with httpx.AsyncClient(base_url=gw.url) as c:
+        ready = await c.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        token = ISSUER.mint(scope="org:read")
+        echoed = await c.get(PREFIX + "/echo", headers={"Authorization": f"Bearer {token}"})
+        assert echoed.status_code == 200  # and it does route
+        view = (await c.get("/healthz/dependencies")).json()
+        assert view["upstreams"] == {"org": "ok", "auth": "unavailable: no instance ready"}
+        assert view["dependencies"]["nats"].startswith("degraded")
+        metrics = (await c.get("/metrics")).text
+    assert 'gateway_dependency_state{dependency="upstream/auth"} 2.0' in metrics
+    assert 'gateway_dependency_state{dependency="upstream/org"} 0.0' in metrics
+    assert 'gateway_dependency_state{dependency="nats"} 1.0' in metrics
+
+
+async def test_not_ready_until_it_can_verify_tokens(
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer
+) -> None:
+    port = free_port()
+    gw = start_gateway({"org": [upstream.url]}, oidc_jwks_url=f"http://127.0.0.1:{port}/oauth2/jwks")
+    async with httpx.AsyncClient(base_url=gw.url) as c:
+        resp = await c.get("/readyz")
+        assert resp.status_code == 503 and resp.headers["content-type"] == PROBLEM_JSON
+        assert resp.headers["retry-after"] == "5" and "signing keys" in resp.json()["detail"]
+        with ThreadServer(upstream_app(), port):  # the keys appear: the probe itself gets them fetched again
+
+            async def ready() -> bool | None:
+                return True if (await c.get("/readyz")).status_code == 200 else None
+
+            await eventually(ready, timeout=30, what="ready once the keys can be fetched")
 
 
 async def test_readyz_200_when_every_upstream_is_up(
@@ -39,9 +84,10 @@ async def test_readyz_200_when_every_upstream_is_up(
     async with httpx.AsyncClient(base_url=gw.url) as c:
         resp = await c.get("/readyz")
         assert resp.status_code == 200, resp.text
-        assert resp.json() == {
-            "status": "ok",
-            "checks": {"org": "ok"},
+        view = await c.get("/healthz/dependencies")
+        assert view.json() == {
+            "status": "degraded",
+            "upstreams": {"org": "ok"},
             "dependencies": {
                 "jwks": "ok",
                 "nats": "ok",
@@ -103,19 +149,3 @@ async def test_unexpected_errors_answer_problem_json() -> None:
         resp = await c.get("/.well-known/openid-configuration")  # a public route: no token check first
     assert resp.status_code == 500 and resp.headers["content-type"] == PROBLEM_JSON
     assert "request id" in resp.json()["detail"]
-
-
-async def test_a_management_port_keeps_metrics_off_the_public_port(
-    start_gateway: Callable[..., Gateway], upstream: ThreadServer
-) -> None:
-    port = free_port()
-    gw = start_gateway({"org": [upstream.url]}, management_port=str(port))
-    async with httpx.AsyncClient() as c:
-        hidden = await c.get(gw.url + "/metrics")
-        assert hidden.status_code == 404 and hidden.headers["content-type"] == PROBLEM_JSON
-        assert (await c.get(gw.url + "/healthz")).status_code == 200  # load balancers may still probe here
-        ops = f"http://127.0.0.1:{port}"
-        metrics = await c.get(ops + "/metrics")
-        assert metrics.status_code == 200 and "http_requests_total" in metrics.text
-        assert (await c.get(ops + "/readyz")).status_code == 200
-        assert (await c.get(ops + PREFIX + "/echo")).status_code == 404  # no API on the management port

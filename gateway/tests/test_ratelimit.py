@@ -84,7 +84,7 @@ async def test_store_down_fails_open_with_a_warning(
         assert statuses == [200] * 8
         resp = await c.get(PREFIX + "/echo")
         assert "ratelimit" not in resp.headers
-        ready = (await c.get("/readyz")).json()
+        ready = (await c.get("/healthz/dependencies")).json()
         assert ready["dependencies"]["rate_limits"].startswith("degraded: store unreachable")
 
     async def warned() -> bool | None:
@@ -130,7 +130,7 @@ async def test_without_redis_a_single_gateway_limits_in_its_own_process(
         seen = [remaining(await c.get(PREFIX + "/echo")) for _ in range(4)]
         assert seen == [("ip", 3), ("ip", 2), ("ip", 1), ("ip", 0)]
         assert_problem(await c.get(PREFIX + "/echo"), 429, "rate-limited")
-        assert (await c.get("/readyz")).json()["dependencies"]["rate_limits"] == "ok"
+        assert (await c.get("/healthz/dependencies")).json()["dependencies"]["rate_limits"] == "ok"
 
 
 async def test_rate_limits_can_be_switched_off(start_gateway: Callable[..., Gateway], upstream: ThreadServer) -> None:

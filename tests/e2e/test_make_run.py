@@ -138,7 +138,9 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         status, spec = _call("GET", f"{base}/openapi.json")
         assert "/api/v1/orgs/units/{unit_id}/subtree" in spec["paths"]
         status, ready = _call("GET", f"{base}/readyz")
-        assert status == 200 and ready["checks"] == {"org": "ok", "user": "ok", "auth": "ok", "message": "ok"}
+        assert status == 200 and ready == {"status": "ok"}
+        status, view = _call("GET", f"{base}/healthz/dependencies")  # development: on the public port
+        assert status == 200 and view["upstreams"] == {"org": "ok", "user": "ok", "auth": "ok", "message": "ok"}
 
         status, discovery = _call("GET", f"{base}/.well-known/openid-configuration")
         assert status == 200 and discovery["jwks_uri"].endswith("/oauth2/jwks")

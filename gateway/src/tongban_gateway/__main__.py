@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import resource
 import socket
 
 import uvicorn
 
 from tongban_gateway.app import create_app
 from tongban_gateway.config import Settings
+from tongban_gateway.conn import guarded_protocol
 from tongban_kit.logging import configure_logging
 
 
@@ -15,12 +17,15 @@ def main() -> None:
     """Serve the gateway with uvicorn (uvloop, httptools); the context middleware writes the access log."""
     settings = Settings()
     configure_logging(Settings.service_name, settings.log_level, settings.log_json)
+    _raise_open_files(settings.max_connections)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings, app.state.metrics),  # httptools with header/body/send timeouts and limits
+        timeout_keep_alive=int(settings.keepalive_timeout_seconds),
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -35,6 +40,15 @@ def main() -> None:
     # one server, two listening sockets: the app tells them apart by the local port
     sockets = [_listen(settings.host, port) for port in (settings.port, settings.management_port)]
     server.run(sockets=sockets)
+
+
+def _raise_open_files(connections: int) -> None:
+    """Lift the soft limit of open files toward the hard one: each connection is a file, and the pools need some."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -48,6 +48,7 @@ class AccessControl:
         self.bearer = BearerAuth(self.verifier)
         self.bus: Bus | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._fetching: asyncio.Task[bool] | None = None
         #: called with the bus once NATS is connected (other parts of the gateway that follow the bus)
         self.on_connect: list[Callable[[Bus], Awaitable[None]]] = []
 
@@ -78,6 +79,8 @@ class AccessControl:
 
     async def close(self) -> None:
         """Stop following revocations, close NATS and the JWKS client."""
+        if self._fetching is not None:
+            self._fetching.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,6 +106,17 @@ class AccessControl:
                 self.metrics.tokens_refused.labels("insufficient_scope").inc()
             raise self.bearer.insufficient_scope(needed, principal.scopes)
         return principal.token
+
+    def unready(self) -> str | None:
+        """Why access tokens cannot be verified (None: they can). Keys once fetched stay in use while the auth
+        service is away, so only a gateway that never had any is unready; it asks for them again in the background
+        (at most every 10 s) rather than keep the probe waiting."""
+        source = self.verifier.source
+        if source.kids:
+            return None
+        if self._fetching is None or self._fetching.done():
+            self._fetching = asyncio.create_task(source.refresh(), name="gateway-jwks")
+        return "no signing keys to verify access tokens yet (JWKS unreachable)"
 
     def readiness(self) -> dict[str, str]:
         """'ok' or why not, for the signing keys and the NATS connection the revocations come through.

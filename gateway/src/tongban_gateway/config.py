@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import ClassVar
 
 from pydantic import Field, field_validator
@@ -18,8 +19,9 @@ class Settings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    #: a second port for ops only (metrics, health, readiness), not published; unset: all on `port`.
-    #: When set, /metrics is answered only there (it names routes, upstreams and refusal counts)
+    #: a second port for ops only (metrics, readiness, the dependency view), not published. When set, those are
+    #: answered only there (they name routes, upstreams and refusal counts); unset: /readyz on `port`, and the
+    #: others there too outside production only
     management_port: int | None = Field(None, ge=1, le=65535)
     #: service name → base URLs of its instances (round-robin); env as JSON
     upstreams: dict[str, list[str]] = Field(
@@ -40,6 +42,27 @@ class Settings(ServiceSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     #: idle keep-alive connections kept per upstream instance
     pool_per_host: int = 100
+
+    # client connections, after nginx's defaults: a slow or idle client is cut off, a huge head refused
+    #: seconds a client may take to send a request's head, counted from its first byte (or from connecting)
+    header_timeout_seconds: float = Field(60.0, gt=0)
+    #: seconds a client may pause between two pieces of a request body
+    body_timeout_seconds: float = Field(60.0, gt=0)
+    #: seconds an idle keep-alive connection stays open between requests
+    keepalive_timeout_seconds: float = Field(75.0, ge=1)
+    #: seconds a client may leave the answer unread (the send buffer full) before the connection is cut
+    send_timeout_seconds: float = Field(60.0, gt=0)
+    #: longest request line (method, target, version): 414 beyond
+    max_request_line_bytes: int = Field(8192, ge=256)
+    #: longest header line (name and value): 431 beyond
+    max_header_line_bytes: int = Field(8192, ge=256)
+    #: largest request head (request line and every header): 431 beyond
+    max_header_bytes: int = Field(32768, ge=1024)
+    #: open client connections per gateway process; more are answered 503 and closed
+    max_connections: int = Field(10_000, ge=1)
+    #: addresses or networks (CIDR) of proxies in front of the gateway whose X-Forwarded-For is believed;
+    #: empty: the client is the connection's peer and any X-Forwarded-For it sends is ignored
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     # access tokens: issuer defaults to `public_url`, keys to the auth upstream's /oauth2/jwks
     #: seconds a revocation replay may take at start-up before the gateway serves anyway
@@ -106,6 +129,16 @@ class Settings(ServiceSettings):
     def _check_redis(cls, value: str) -> str:
         if value and not value.startswith(("redis://", "rediss://")):
             raise ValueError("redis_url must start with redis:// or rediss:// (or be empty: buckets in the process)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {entry!r} is not an IP address or CIDR network") from None
         return value
 
     @field_validator("cors_origins")

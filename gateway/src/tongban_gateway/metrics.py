@@ -10,6 +10,8 @@ from tongban_kit.observe import LATENCY_BUCKETS, HttpMetrics
 
 #: breaker states as gauge values
 BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
+#: dependency states as gauge values, by the first word of their description
+DEPENDENCY_STATES = {"ok": 0, "degraded": 1, "unavailable": 2}
 
 
 class GatewayMetrics(HttpMetrics):
@@ -47,6 +49,19 @@ class GatewayMetrics(HttpMetrics):
             ["reason"],
             registry=self.registry,
         )
+        self.connections_closed = Counter(
+            "gateway_connections_closed_total",
+            "Client connections the gateway cut off or refused, by reason (timeouts, oversized heads, the cap)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.dependency_state = Gauge(
+            "gateway_dependency_state",
+            "What the gateway last saw of a dependency (upstream, jwks, nats, rate_limits, cors_origins): "
+            "0 ok, 1 degraded, 2 unavailable",
+            ["dependency"],
+            registry=self.registry,
+        )
         self._outcomes: dict[tuple[str, str], Any] = {}
         self._upstream_times: dict[str, Any] = {}
         self.breaker_state = Gauge(
@@ -55,6 +70,12 @@ class GatewayMetrics(HttpMetrics):
             ["upstream", "instance"],
             registry=self.registry,
         )
+
+    def dependencies(self, states: dict[str, str]) -> None:
+        """Record dependency states ('ok', 'degraded: …', 'unavailable: …') for alerting."""
+        for name, state in states.items():
+            value = DEPENDENCY_STATES.get(state.split(":", 1)[0], 2)
+            self.dependency_state.labels(name).set(value)
 
     def upstream_outcome(self, upstream: str, outcome: str) -> None:
         """Count one upstream request by outcome (label children cached for the hot path)."""

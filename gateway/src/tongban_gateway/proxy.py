@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -37,9 +38,18 @@ _DROP_REQUEST = frozenset(
         b"expect",
         b"x-request-id",
         b"traceparent",
+        # the client's own claims of where it is: the gateway decides that (`client.py`) and says it alone
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"true-client-ip",
+        b"x-cluster-client-ip",
+        b"x-original-forwarded-for",
         b"content-length",
         *(h.encode() for h in HOP_BY_HOP),
     }
@@ -56,6 +66,9 @@ _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 #: bodies up to this size (of declared length) are read whole and sent in one piece, both ways
 SMALL_BODY = 64 * 1024
+#: the gateway's management paths: answered by the gateway (on the management port when there is one), never proxied
+OPS_PATHS = ("/healthz", "/readyz", "/healthz/dependencies", "/metrics")
+_SLASHES = re.compile(r"/{2,}")
 
 
 def _connection_tokens(values: Iterable[str]) -> set[str]:
@@ -70,17 +83,15 @@ def forward_head(scope: Scope, target: bytes, authority: bytes, framing: bytes) 
     """The request head sent upstream: the caller's headers minus hop-by-hop, `X-Tongban-*` and framing ones, plus
     Host, X-Forwarded-*, request id, traceparent and the body's framing (`framing`: a header line or empty).
 
+    X-Forwarded-For is the one client address the gateway decided (`scope["client"]`), never the caller's chain.
     The Authorization header passes unchanged: services verify the token again.
     """
     raw: list[tuple[bytes, bytes]] = scope["headers"]
     listed = _connection_tokens(v.decode("latin-1") for k, v in raw if k == b"connection")
     lines = [scope["method"].encode(), b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
-    chain: list[bytes] = []
     host = None
     for name, value in raw:
-        if name == b"x-forwarded-for":
-            chain.append(value)
-        elif name == b"host":
+        if name == b"host":
             host = value
         if name in _DROP_REQUEST or name.startswith(b"proxy-") or name.startswith(_IDENTITY_PREFIX):
             continue
@@ -89,9 +100,7 @@ def forward_head(scope: Scope, target: bytes, authority: bytes, framing: bytes) 
         lines += [name, b": ", value, b"\r\n"]
     client = scope.get("client")
     if client:
-        chain.append(client[0].encode())
-    if chain:
-        lines += [b"x-forwarded-for: ", b", ".join(chain), b"\r\n"]
+        lines += [b"x-forwarded-for: ", client[0].encode(), b"\r\n"]
     lines += [b"x-forwarded-proto: ", scope.get("scheme", "http").encode(), b"\r\n"]
     if host is not None:
         lines += [b"x-forwarded-host: ", host, b"\r\n"]
@@ -221,8 +230,10 @@ class Proxy:
     async def _admit_and_forward(
         self, scope: Scope, receive: Receive, send: Send, route: RouteEntry
     ) -> Response | None:
-        log_fields: dict[str, Any] = {"upstream": route.upstream}
-        scope[ACCESS_LOG_FIELDS] = log_fields
+        log_fields: dict[str, Any] | None = scope.get(ACCESS_LOG_FIELDS)
+        if log_fields is None:
+            log_fields = scope[ACCESS_LOG_FIELDS] = {}
+        log_fields["upstream"] = route.upstream
         token = await self.access.check(Request(scope), route) if self.access is not None else None
         if token is not None:
             log_fields["client_id"] = token.client_id
@@ -502,21 +513,43 @@ class Proxy:
         )
 
 
+def _reserved_form(path: str) -> str:
+    """`path` as a lenient server reads it: slashes repeated as one, trailing slashes and dots dropped, any case."""
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    return path.rstrip("/.").lower()
+
+
 class ProxyDispatch:
     """The gateway's ASGI entry below the edge middleware: requests under a row of the route table go straight to
-    the proxy; everything else (health, metrics, catalogue, lifespan, 404s) to the ops app."""
+    the proxy; everything else (health, metrics, catalogue, lifespan, 404s) to the ops app.
 
-    def __init__(self, table: RouteTable, proxy: Proxy, ops: ASGIApp, own_paths: Iterable[str]) -> None:
+    The gateway's own paths and the `reserved` ones (management views, in any spelling) never go upstream, even
+    under a catch-all route: a service's own /metrics must not answer through the public port either.
+    """
+
+    def __init__(
+        self,
+        table: RouteTable,
+        proxy: Proxy,
+        ops: ASGIApp,
+        own_paths: Iterable[str],
+        reserved: Iterable[str] = (),
+    ) -> None:
         self.table = table
         self.proxy = proxy
         self.ops = ops
         self.own = frozenset(own_paths)
+        self.reserved = frozenset(_reserved_form(p) for p in reserved)
         #: the metrics label of each row: its prefix and `/*`
         self.labels = {e.prefix: e.prefix.rstrip("/") + "/*" for e in table.entries}
 
+    def _reserved(self, path: str) -> bool:
+        return _reserved_form(path) in self.reserved
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.own:
-            entry = self.table.match(scope["path"])
+        if scope["type"] == "http" and (path := scope["path"]) not in self.own and not self._reserved(path):
+            entry = self.table.match(path)
             if entry is not None:
                 scope[ROUTE_TEMPLATE] = self.labels[entry.prefix]
                 await self.proxy.serve(scope, receive, send, entry)
