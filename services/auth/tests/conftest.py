@@ -32,6 +32,7 @@ async def auth_settings(pg_database_url: str, nats_url: str, nats_namespace: str
     """Settings of an authentication service on a fresh database (migrated to head) with a random key."""
     settings = Settings(
         environment="test",
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

@@ -80,6 +80,7 @@ async def org_app(pg_server: PgServer, nats_url: str, nats_namespace: str, auth_
     name, url = await _migrated(pg_server, tongban_org.__main__.MIGRATIONS)
     settings = OrgSettings(
         environment="test",
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
@@ -101,6 +102,7 @@ async def user_app(pg_server: PgServer, nats_url: str, nats_namespace: str, org_
     name, url = await _migrated(pg_server, tongban_user.__main__.MIGRATIONS)
     settings = UserSettings(
         environment="test",
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
@@ -168,6 +170,7 @@ async def message_app(
     name, url = await _migrated(pg_server, tongban_message.__main__.MIGRATIONS)
     settings = Settings(
         environment="test",
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

@@ -37,6 +37,7 @@ async def org_settings(pg_database_url: str, nats_url: str, nats_namespace: str)
     """Settings of a service instance on a fresh database, migrated to head."""
     settings = Settings(
         environment="test",
+        cursor_secret="org-test-cursor-secret-" + "x" * 16,
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

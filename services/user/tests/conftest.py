@@ -62,6 +62,7 @@ async def org_app(
     """The org service, running (NATS, relay, RPC) and seeded with the Zhejiang directory and demo grants."""
     settings = OrgSettings(
         environment="test",
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=org_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
@@ -106,6 +107,7 @@ async def user_settings(pg_database_url: str, nats_url: str, nats_namespace: str
     """Settings of a user service on a fresh database (migrated to head) with random keys."""
     settings = Settings(
         environment="test",
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
