@@ -171,7 +171,8 @@ def is_one_shot(name: str, compose: dict[str, Any]) -> bool:
 
 @functools.cache
 def _strong_secrets() -> tuple[tuple[str, str], ...]:
-    names = sorted(set(re.findall(r"\$\{([A-Z0-9_]*(?:PASSWORD|KEY))", COMPOSE_FILE.read_text(encoding="utf-8"))))
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    names = sorted(set(re.findall(r"\$\{([A-Z0-9_]*(?:PASSWORD|KEY|SECRET))", text)))
     return tuple((name, secrets.token_hex(24)) for name in names)
 
 

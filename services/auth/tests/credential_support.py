@@ -38,6 +38,7 @@ def make_settings(url: str = "sqlite+aiosqlite:///:memory:", **overrides: object
         "environment": "test",
         "database_url": url,
         "key_encryption_key": KEY,
+        "cursor_secret": KEY,
         "log_json": False,
         "log_level": "WARNING",
     }

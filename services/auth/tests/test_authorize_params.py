@@ -10,7 +10,9 @@ from tongban_auth.authorize import PageError, RedirectError, error_redirect, par
 from tongban_auth.config import Settings
 from tongban_auth.models import Client, ClientType
 
-SETTINGS = Settings(environment="test", key_encryption_key="k" * 32, issuer="https://id.example")
+SETTINGS = Settings(
+    environment="test", key_encryption_key="k" * 32, cursor_secret="c" * 32, issuer="https://id.example"
+)
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 REDIRECT = "https://app.example/callback"
 

@@ -239,6 +239,7 @@ async def test_demo_seed_is_refused_in_production(sqlite_db: Database) -> None:
 def _cli(monkeypatch: pytest.MonkeyPatch, url: str, namespace: str, stdin: str) -> None:
     env = {
         "ENVIRONMENT": "test",
+        "CURSOR_SECRET": "c" * 32,
         "DATABASE_URL": url,
         "KEY_ENCRYPTION_KEY": "k" * 43,
         "NATS_NAMESPACE": namespace,

@@ -91,6 +91,7 @@ async def test_sealed_key_needs_the_right_key_and_its_own_row(auth_db: Database,
     # after a change of key-encryption key the old one still opens existing rows
     changed = Settings(
         environment="test",
+        cursor_secret=auth_settings.cursor_secret,
         key_encryption_key="a brand new key-encryption key",
         old_key_encryption_keys=[auth_settings.key_encryption_key],
     )
@@ -188,6 +189,7 @@ async def test_rotate_keys_command(
 ) -> None:
     env = {
         "ENVIRONMENT": "test",
+        "CURSOR_SECRET": "c" * 32,
         "DATABASE_URL": auth_settings.database_url,
         "KEY_ENCRYPTION_KEY": auth_settings.key_encryption_key,
         "LOG_JSON": "false",

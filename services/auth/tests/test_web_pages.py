@@ -155,7 +155,13 @@ class Doc(HTMLParser):
 
 
 def make_settings(**kw: Any) -> Settings:
-    return Settings(environment="test", key_encryption_key=secrets.token_urlsafe(32), log_json=False, **kw)
+    return Settings(
+        environment="test",
+        key_encryption_key=secrets.token_urlsafe(32),
+        cursor_secret=secrets.token_urlsafe(32),
+        log_json=False,
+        **kw,
+    )
 
 
 def make_app(pages: Pages) -> FastAPI:

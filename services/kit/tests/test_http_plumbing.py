@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 
 from tongban_kit.app import ServiceContract, create_service_app
-from tongban_kit.pagination import Page, decode_cursor, encode_cursor, page_of
+from tongban_kit.pagination import CursorCodec, Page, decode_cursor, page_of
 from tongban_kit.problems import Problem
 from tongban_kit.settings import ServiceSettings
 
@@ -99,9 +99,35 @@ async def test_cursor_pagination_walks_all(client: httpx.AsyncClient) -> None:
         if not cursor:
             break
     assert seen == list(range(1, 11))
-    assert decode_cursor(encode_cursor({"a": 1})) == {"a": 1}
     r = await client.get("/items", params={"cursor": "%%%not-base64"})
     assert r.status_code == 400 and r.json()["type"].endswith("invalid-cursor")
+
+
+async def test_cursors_are_signed_and_tampering_is_a_400(client: httpx.AsyncClient, app: FastAPI) -> None:
+    first = (await client.get("/items", params={"limit": 3})).json()["next_cursor"]
+    body, dot, tag = first.partition(".")
+    assert dot and len(tag) == 22 and first.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    own = app.state.runtime.cursor_codec()
+    assert own.decode(first) == {"n": 3} and own.decode(own.encode({"a": 1})) == {"a": 1}
+    forged = [
+        CursorCodec("a secret that is not this service's", "kittest").encode({"n": 8}),  # another key
+        CursorCodec(app.state.runtime.settings.cursor_secret or "tongban-dev-cursor-secret", "other").encode({"n": 8}),
+        own.encode({"n": 8}).split(".")[0] + "." + tag,  # another key spliced onto a genuine tag
+        body,  # the tag left off (the old, unsigned form)
+        first[:-1] + ("A" if first[-1] != "A" else "B"),  # one character of the tag changed
+        first + "x",
+        "é." + tag,
+        "",
+    ]
+    for cursor in forged:
+        r = await client.get("/items", params={"limit": 3, "cursor": cursor})
+        if cursor == "":  # an empty cursor is no cursor: the first page
+            assert r.json()["items"] == [1, 2, 3]
+            continue
+        assert r.status_code == 400, (cursor, r.text)
+        assert r.headers["content-type"] == "application/problem+json" and r.json()["type"].endswith("invalid-cursor")
+    with pytest.raises(RuntimeError):
+        decode_cursor(first)  # outside a request of the service there is no key to check it with
 
 
 async def test_health_ready_metrics_and_trace(client: httpx.AsyncClient) -> None:

@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from tongban_kit.context import TraceContext, bind_from_headers, clean_request_id, current_headers
+from tongban_kit.pagination import CursorCodec
+from tongban_kit.problems import Problem
 from tongban_kit.settings import ServiceSettings, forwarding_options
 from tongban_kit.testing.serve import serve
 
@@ -34,6 +36,25 @@ def test_default_secret_allowed_in_dev_only(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ValidationError, match="nats_password"):
         DemoSettings(nats_user="demo", nats_password="org-nats-dev-password")
     assert DemoSettings(nats_user="demo", nats_password="0123456789abcdef0123").nats_user == "demo"
+
+
+class PagingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TONGBAN_PAGING_", extra="ignore")
+    secret_fields: ClassVar[tuple[str, ...]] = ("cursor_secret",)
+
+
+def test_a_service_that_pages_needs_its_own_cursor_secret_outside_dev() -> None:
+    dev = PagingSettings()
+    codec = CursorCodec.for_service(dev.cursor_secret, "paging", dev=dev.is_dev)
+    assert codec.decode(codec.encode({"id": "a"})) == {"id": "a"}
+    for weak in ("", "org-cursor-dev-secret", "short"):
+        with pytest.raises(ValidationError, match="cursor_secret"):
+            PagingSettings(environment="prod", cursor_secret=weak)
+    prod = PagingSettings(environment="prod", cursor_secret="a-real-long-random-secret")
+    with pytest.raises(Problem, match="cursor"):  # a development cursor means nothing to a production key
+        CursorCodec.for_service(prod.cursor_secret, "paging", dev=False).decode(codec.encode({"id": "a"}))
+    with pytest.raises(RuntimeError, match="cursor_secret"):  # never a fallback key outside development
+        CursorCodec.for_service("", "paging", dev=False).encode({"id": "a"})
 
 
 def test_env_prefix_and_namespace_check(monkeypatch: pytest.MonkeyPatch) -> None:

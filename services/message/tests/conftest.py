@@ -82,6 +82,7 @@ async def org_app(pg_server: PgServer, nats_url: str, nats_namespace: str, auth_
     settings = OrgSettings(
         environment="test",
         **DEMO_ADMIN_SETTINGS,
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
@@ -104,6 +105,7 @@ async def user_app(pg_server: PgServer, nats_url: str, nats_namespace: str, org_
     settings = UserSettings(
         environment="test",
         **DEMO_ADMIN_SETTINGS,
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,
@@ -178,6 +180,7 @@ async def message_app(
     name, url = await _migrated(pg_server, tongban_message.__main__.MIGRATIONS)
     settings = Settings(
         environment="test",
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

@@ -208,6 +208,12 @@ def test_an_smtp_login_needs_its_password_outside_development() -> None:
     from tongban_message.config import Settings
 
     with pytest.raises(ValidationError, match="smtp_password"):
-        Settings(environment="prod", email_provider="smtp", smtp_username="tongban")
-    Settings(environment="prod", email_provider="smtp", smtp_username="tongban", smtp_password="s3cret-enough")
+        Settings(environment="prod", cursor_secret="c" * 32, email_provider="smtp", smtp_username="tongban")
+    Settings(
+        environment="prod",
+        cursor_secret="c" * 32,
+        email_provider="smtp",
+        smtp_username="tongban",
+        smtp_password="s3cret-enough",
+    )
     Settings(environment="dev", email_provider="smtp", smtp_username="tongban")

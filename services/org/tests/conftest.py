@@ -39,6 +39,7 @@ async def org_settings(pg_database_url: str, nats_url: str, nats_namespace: str)
     settings = Settings(
         environment="test",
         **DEMO_ADMIN_SETTINGS,
+        cursor_secret="org-test-cursor-secret-" + "x" * 16,
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
-from tongban_kit.pagination import encode_cursor
+from tongban_kit.pagination import CursorCodec
 
 from .helpers import (
     ADMIN,
@@ -245,10 +246,19 @@ async def test_history_records_what_happened(client: httpx.AsyncClient, seeded: 
     assert_problem(await client.get(f"{UNITS}/00000000-0000-7000-8000-000000000000/history"), 404)
 
 
-async def test_a_forged_children_cursor_is_a_400(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
+async def test_a_forged_children_cursor_is_a_400(
+    client: httpx.AsyncClient, seeded: dict[str, str], org_app: FastAPI
+) -> None:
     url = f"{UNITS}/{seeded['zj']}/children"
+    # signed with the service's own key but of the wrong shape: still refused (the key is checked, not trusted)
+    own = org_app.state.runtime.cursor_codec()
     forged: list[dict[str, Any]] = [{"s": "first", "id": "x"}, {"s": [1], "id": "x"}, {"s": 2**40, "id": "x"}]
-    for cursor in [*(encode_cursor(key) for key in forged), "garbage!"]:
+    other = CursorCodec("another service's secret, not org's", "org")
+    first = (await get_json(client, url, limit=2))["next_cursor"]
+    body, _, tag = first.partition(".")
+    altered = own.encode({"s": 0, "id": ""}).split(".")[0] + "." + tag
+    cursors = [*(own.encode(key) for key in forged), other.encode({"s": 0, "id": ""}), altered, body, "garbage!"]
+    for cursor in cursors:
         assert_problem(await client.get(url, params={"cursor": cursor}), 400, "invalid-cursor")
     items, sizes = await all_pages(client, url, limit=10)
     assert len(items) == len({u["id"] for u in items}) == 14 + 11 and sizes == [10, 10, 5]

@@ -55,6 +55,8 @@ def as_(username: str, *extra: str, scopes: tuple[str, ...] = SCOPES, **claims: 
 
 ADMIN = as_("demo-admin")  # bootstrap administrator: every account
 PII_ADMIN = as_("demo-admin", "user:pii")  # may unmask personal data (with a purpose)
+#: a purpose for finding accounts by mobile or email (which needs user:pii, as unmasking does)
+CHECK = "核对账号"
 # delegated administrators whose tokens carry the admin scope but no admin_units claim: the user service asks the
 # org service on each request either way; the claim-carrying tokens are the fixtures `dsj_admin` and `hz_admin`
 DSJ_ADMIN = as_("dsj-admin")  # org seed grant: the 省大数据局 subtree

@@ -8,6 +8,7 @@ from tongban_user.seed import DEMO_ENTERPRISE
 
 from .helpers import (
     ADMIN,
+    CHECK,
     CITIZEN,
     DEMO,
     HZ_ADMIN,
@@ -48,7 +49,9 @@ async def test_a_citizen_sees_only_themselves(client: httpx.AsyncClient) -> None
         assert_problem(await client.get(f"{USERS}/{DEMO[other]}", headers=CITIZEN), 404, "user-not-found")
     assert [u["id"] for u in (await search(client, CITIZEN))["items"]] == [me]
     assert (await search(client, CITIZEN, q="李"))["items"] == []
-    assert (await search(client, CITIZEN, login="13900139000"))["items"] == []  # demo-citizen2's mobile
+    # demo-citizen2's mobile: even with the right to search by it, a citizen finds only themselves
+    pii = as_("demo-citizen", "user:pii", scopes=("openid", "user:read", "user:write"))
+    assert (await search(client, pii, login="13900139000", purpose=CHECK))["items"] == []
     assert (await search(client, CITIZEN, kind="staff"))["items"] == []
 
 
@@ -99,7 +102,7 @@ async def test_citizens_and_org_admins_create_only_what_they_may(
 
 
 async def test_dsj_admin_sees_the_staff_of_its_subtree_only(
-    client: httpx.AsyncClient, dsj_admin: dict[str, str]
+    client: httpx.AsyncClient, dsj_admin: dict[str, str], org_units: dict[str, str]
 ) -> None:
     for name in ("demo-staff", "dsj-leader"):
         assert (await get(client, DEMO[name], dsj_admin))["username"] == name
@@ -109,7 +112,8 @@ async def test_dsj_admin_sees_the_staff_of_its_subtree_only(
     assert {u["id"] for u in listed} == DSJ_STAFF
     assert {u["id"] for u in (await search(client, dsj_admin, q="赵"))["items"]} == {DEMO["dsj-leader"]}
     assert (await search(client, dsj_admin, kind="citizen"))["items"] == []
-    assert (await search(client, dsj_admin, login="13800138000"))["items"] == []
+    dsj_pii = as_("dsj-admin", "user:pii", admin_units=[org_units["zj-dsj"]])
+    assert (await search(client, dsj_pii, login="13800138000", purpose=CHECK))["items"] == []
 
 
 async def test_org_admins_manage_the_staff_they_see(client: httpx.AsyncClient, dsj_admin: dict[str, str]) -> None:

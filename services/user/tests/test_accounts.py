@@ -11,6 +11,7 @@ from tongban_user.models import UserAccount
 
 from .helpers import (
     ADMIN,
+    CHECK,
     DEMO,
     PII_ADMIN,
     USERS,
@@ -151,7 +152,8 @@ async def test_conflicts_name_the_field(client: httpx.AsyncClient) -> None:
 
     # one person may hold a citizen and a staff account with the same identity number
     twin = await create(client, staff(id_number=first["id_number"]))
-    assert twin["id_number"] == (await search(client, login=first["mobile"]))["items"][0]["id_number"]
+    found = (await search(client, PII_ADMIN, purpose=CHECK, login=first["mobile"]))["items"]
+    assert twin["id_number"] == found[0]["id_number"]
     assert await conflict(staff(id_number=first["id_number"])) == "id_number"
 
 

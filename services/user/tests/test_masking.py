@@ -16,7 +16,20 @@ from tongban_kit.rpc import RpcClient
 from tongban_kit.testing.recorder import EventRecorder
 from tongban_user.contract import RPC_LOOKUP, LookupReply, LookupRequest
 
-from .helpers import ADMIN, CITIZEN, DEMO, PII_ADMIN, USERS, as_, assert_problem, citizen, create, eventually, search
+from .helpers import (
+    ADMIN,
+    CHECK,
+    CITIZEN,
+    DEMO,
+    PII_ADMIN,
+    USERS,
+    as_,
+    assert_problem,
+    citizen,
+    create,
+    eventually,
+    search,
+)
 
 MASKED_ID = re.compile(r"^\d{6}\*{8}\d{3}[\dX]$")
 MASKED_MOBILE = re.compile(r"^1\d{2}\*{4}\d{4}$")
@@ -56,7 +69,7 @@ async def test_the_demo_citizen_is_masked_in_every_read(client: httpx.AsyncClien
     bodies = [
         (await client.get(f"{USERS}/{me}", headers=ADMIN)).json(),
         (await client.get(f"{USERS}/me", headers=CITIZEN)).json(),
-        (await search(client, login="13800138000"))["items"][0],
+        (await search(client, PII_ADMIN, purpose=CHECK, login="13800138000"))["items"][0],
         (await search(client, CITIZEN))["items"][0],
     ]
     for body in bodies:

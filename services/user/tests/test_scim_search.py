@@ -123,6 +123,27 @@ async def test_offset_pagination_and_sorting(client: httpx.AsyncClient, people: 
     assert everyone["itemsPerPage"] <= 200 and everyone["totalResults"] >= 5  # the seed's accounts too
 
 
+async def test_a_negative_count_is_a_400_and_a_start_below_one_is_one(
+    client: httpx.AsyncClient, people: dict[str, dict[str, Any]], org_units: dict[str, str]
+) -> None:
+    flt = f'userName sw "{people["tag"]["value"]}."'
+    for count in ("-1", "-2147483649"):
+        r = await client.get(USERS, params={"filter": flt, "count": count}, headers=ADMIN)
+        assert "count" in assert_scim_error(r, 400, "invalidValue")["detail"]
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": flt, "count": -1}
+    assert_scim_error(await client.post(f"{USERS}/.search", json=search, headers=ADMIN), 400, "invalidValue")
+    r = await client.get("/scim/v2/Groups", params={"filter": f'id eq "{org_units["zj"]}"', "count": -1}, headers=ADMIN)
+    assert_scim_error(r, 400, "invalidValue")
+    for bad in ({"count": "ten"}, {"count": "1.5"}, {"startIndex": "first"}):
+        assert_scim_error(await client.get(USERS, params={"filter": flt, **bad}, headers=ADMIN), 400, "invalidValue")
+    # RFC 7644 §3.4.2.4: a startIndex below 1 is read as 1
+    for start in ("0", "-1", "-99999999999999999999"):
+        r = await client.get(USERS, params={"filter": flt, "startIndex": start, "sortBy": "userName"}, headers=ADMIN)
+        assert r.status_code == 200 and r.json()["startIndex"] == 1 and r.json()["totalResults"] == 5, r.text
+    body = (await client.post(f"{USERS}/.search", json={**search, "count": 2, "startIndex": 0}, headers=ADMIN)).json()
+    assert (body["startIndex"], body["itemsPerPage"], body["totalResults"]) == (1, 2, 5)
+
+
 async def test_attributes_and_masking(client: httpx.AsyncClient, people: dict[str, dict[str, Any]]) -> None:
     flt = f'userName eq "{people["tag"]["value"]}.b"'
     r = await client.get(USERS, params={"filter": flt, "attributes": "userName,emails.value"}, headers=ADMIN)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+
+from tongban_kit.pagination import CursorCodec
 
 from .helpers import (
     ADMIN,
+    CHECK,
     DEMO,
     DSJ_ADMIN,
+    PII_ADMIN,
     USERS,
     all_pages,
     assert_problem,
@@ -52,6 +58,25 @@ async def test_name_prefix_search_pages_in_name_order(client: httpx.AsyncClient,
     assert (await search(client, q="%"))["items"] == []
 
 
+async def test_a_forged_or_altered_cursor_is_a_400(client: httpx.AsyncClient, paged: list[str]) -> None:
+    first = await search(client, q="分页测试", limit=10)
+    body, _, tag = first["next_cursor"].partition(".")
+    skip_ahead = {"n": "分页测试-100", "id": ""}
+    forged = [
+        base64.urlsafe_b64encode(orjson.dumps(skip_ahead)).decode().rstrip("="),  # unsigned, as cursors used to be
+        CursorCodec("not the user service's secret at all", "user").encode(skip_ahead),
+        base64.urlsafe_b64encode(orjson.dumps(skip_ahead)).decode().rstrip("=") + "." + tag,  # a genuine tag moved
+        body,
+        first["next_cursor"] + "A",
+        first["next_cursor"].upper(),
+    ]
+    for cursor in forged:
+        r = await client.get(USERS, params={"q": "分页测试", "limit": 10, "cursor": cursor}, headers=ADMIN)
+        assert_problem(r, 400, "invalid-cursor")
+    nxt = await search(client, q="分页测试", limit=10, cursor=first["next_cursor"])
+    assert [u["id"] for u in nxt["items"]] == paged[10:20]
+
+
 async def test_unfiltered_paging_visits_everyone_once(client: httpx.AsyncClient, paged: list[str]) -> None:
     items, sizes = await all_pages(client, limit=50)
     ids = [u["id"] for u in items]
@@ -74,10 +99,11 @@ async def test_login_search_accepts_every_form(client: httpx.AsyncClient) -> Non
         f"lg{n}",
         f"LG{n}",
     ):
-        found = (await search(client, login=login))["items"]
+        found = (await search(client, PII_ADMIN, purpose=CHECK, login=login))["items"]
         assert [u["id"] for u in found] == [made["id"]], login
-    assert (await search(client, login=f"nobody{n}@example.com"))["items"] == []
-    assert (await search(client, login="13800138000"))["items"][0]["id"] == DEMO["demo-citizen"]
+    assert (await search(client, PII_ADMIN, purpose=CHECK, login=f"nobody{n}@example.com"))["items"] == []
+    found = (await search(client, PII_ADMIN, purpose=CHECK, login="13800138000"))["items"]
+    assert found[0]["id"] == DEMO["demo-citizen"]
 
 
 async def test_kind_and_status_filters(client: httpx.AsyncClient) -> None:
@@ -112,7 +138,7 @@ async def test_import_two_thousand_json_rows(client: httpx.AsyncClient) -> None:
     assert r.status_code == 201, r.text
     report = r.json()
     assert report["created"] == 2000 and len(set(report["ids"])) == 2000
-    found = (await search(client, login=rows[1001]["mobile"]))["items"]
+    found = (await search(client, PII_ADMIN, purpose=CHECK, login=rows[1001]["mobile"]))["items"]
     assert [u["id"] for u in found] == [report["ids"][1001]]
     assert found[0]["name"] == rows[1001]["name"] and found[0]["id_number"].endswith(rows[1001]["id_number"][-4:])
     r = await client.post(USERS, json=citizen(id_number=rows[1]["id_number"]), headers=ADMIN)
@@ -129,7 +155,7 @@ async def test_import_csv_with_bom(client: httpx.AsyncClient) -> None:
     r = await client.post(IMPORT, content=csv.encode(), headers=ADMIN | {"content-type": "text/csv; charset=utf-8"})
     assert r.status_code == 201, r.text
     assert r.json()["created"] == 2
-    one = (await search(client, login=f"151{a:08d}"))["items"][0]
+    one = (await search(client, PII_ADMIN, purpose=CHECK, login=f"151{a:08d}"))["items"][0]
     assert one["username"] == f"csv{a}" and one["kind"] == "citizen" and one["gender"] in ("male", "female")
     assert (await search(client, q="导入乙公司"))["items"][0]["credit_code"] == credit_code(b)
 
@@ -166,7 +192,7 @@ async def test_a_bad_batch_is_rejected_whole_with_every_bad_row(client: httpx.As
     assert next(e for e in problem["errors"] if e["row"] == 4)["message"] == "repeats row 3"
     assert "check character" in next(e for e in problem["errors"] if e["row"] == 2)["message"]
     for login in (good["mobile"], shared, rows[6]["username"]):  # nothing was written
-        assert (await search(client, login=login))["items"] == []
+        assert (await search(client, PII_ADMIN, purpose=CHECK, login=login))["items"] == []
 
 
 async def test_import_refusals(client: httpx.AsyncClient) -> None:

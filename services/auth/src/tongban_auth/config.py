@@ -21,7 +21,7 @@ class Settings(AdminSettings):
 
     model_config = SettingsConfigDict(env_prefix="TONGBAN_AUTH_", extra="ignore")
     service_name: ClassVar[str] = "auth"
-    secret_fields: ClassVar[tuple[str, ...]] = ("key_encryption_key",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("key_encryption_key", "cursor_secret")
 
     port: int = 8103
     database_url: str = "sqlite+aiosqlite:///./data/auth.db"

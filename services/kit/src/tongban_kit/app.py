@@ -20,6 +20,7 @@ from tongban_kit.logging import configure_logging
 from tongban_kit.nats import Bus, StreamSpec, connect
 from tongban_kit.observe import ContextMiddleware, HttpMetrics, metrics_endpoint
 from tongban_kit.outbox import OutboxRelay
+from tongban_kit.pagination import CursorCodec, CursorMiddleware, with_cursors
 from tongban_kit.problems import ProblemDetail, install_problem_handlers, problem_response
 from tongban_kit.rpc import RpcClient, RpcServer, RpcSpec
 from tongban_kit.settings import ServiceSettings
@@ -53,6 +54,8 @@ class Runtime:
     bus: Bus | None = None
     relay: OutboxRelay | None = None
     rpc_server: RpcServer | None = None
+    #: signs and checks this service's pagination cursors (bound for every HTTP request and RPC call)
+    cursors: CursorCodec | None = None
     rpc: RpcClient | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     #: background tasks of the service, cancelled first at shutdown
@@ -85,8 +88,9 @@ class Runtime:
         if rpc_handlers is not None:
             self.rpc_server = RpcServer(self.bus, self.contract.name, self.contract.version, self.contract.description)
             handlers = rpc_handlers(self)
+            codec = self.cursor_codec()
             for spec in self.contract.rpcs:
-                self.rpc_server.add(spec, handlers[spec.name])
+                self.rpc_server.add(spec, with_cursors(codec, handlers[spec.name]))
             await self.rpc_server.start()
         if consumer_handlers is not None:
             chandlers = consumer_handlers(self)
@@ -94,6 +98,13 @@ class Runtime:
                 c = EventConsumer(self.bus, self.db, cspec, chandlers[cspec.name])
                 c.start()
                 self.consumers.append(c)
+
+    def cursor_codec(self) -> CursorCodec:
+        """The codec of this service's cursors, from `cursor_secret` (a development key in dev only)."""
+        if self.cursors is None:
+            s = self.settings
+            self.cursors = CursorCodec.for_service(s.cursor_secret, self.contract.name, dev=s.is_dev)
+        return self.cursors
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
         """Run `job` now and then every `seconds` as a background task (housekeeping every replica may run);
@@ -223,6 +234,7 @@ def create_service_app(
     app.state.bearer = bearer
     app.state.metrics = HttpMetrics()
     install_problem_handlers(app)
+    app.add_middleware(CursorMiddleware, codec=runtime.cursor_codec())
     app.add_middleware(ContextMiddleware, metrics=app.state.metrics)
 
     ops = APIRouter(tags=["ops"])

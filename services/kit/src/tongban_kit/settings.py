@@ -56,6 +56,9 @@ class ServiceSettings(BaseSettings):
     oidc_audience: str = "tongban-api"
     #: clock skew tolerated on `exp`, `nbf` and `iat`
     oidc_leeway_seconds: float = 30.0
+    #: signs this service's pagination cursors (a service that pages lists names it in `secret_fields`);
+    #: empty in development only, where a fixed development key stands in
+    cursor_secret: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:

@@ -15,6 +15,7 @@ class Settings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="TONGBAN_MESSAGE_", extra="ignore")
     service_name: ClassVar[str] = "message"
+    secret_fields: ClassVar[tuple[str, ...]] = ("cursor_secret",)
 
     port: int = 8104
     database_url: str = "sqlite+aiosqlite:///./data/message.db"

@@ -17,6 +17,7 @@ class Settings(AdminSettings):
 
     model_config = SettingsConfigDict(env_prefix="TONGBAN_ORG_", extra="ignore")
     service_name: ClassVar[str] = "org"
+    secret_fields: ClassVar[tuple[str, ...]] = ("cursor_secret",)
 
     port: int = 8101
     database_url: str = "sqlite+aiosqlite:///./data/org.db"

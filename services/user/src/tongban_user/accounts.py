@@ -34,6 +34,7 @@ from tongban_user.contract import (
 )
 from tongban_user.crypto import PiiCipher
 from tongban_user.models import Enterprise, Kind, LegalPersonOperator, Status, UserAccount, UserCreate, UserPublic
+from tongban_user.personal import audit_search, require_search_right
 
 SOURCE = "/tongban/user"
 PII_FIELDS = ("id_number", "mobile", "email", "birth_date")
@@ -389,8 +390,17 @@ async def search(
     ids: set[str] | None,
     limit: int,
     cursor: str | None,
+    purpose: str | None = None,
 ) -> Page[UserAccount]:
-    """Find accounts the caller may see: name prefix (ordered by name), login name, kind, status, id set."""
+    """Find accounts the caller may see: name prefix (ordered by name), login name, kind, status, id set.
+
+    A login that is a mobile number or an email is masked personal data: finding accounts by it needs the right
+    to unmask it (user:pii and a purpose), and the accounts found are audited (user.pii.accessed.v1).
+    """
+    field = login_field(login) if login else None
+    personal = field in PERSONAL_LOGINS
+    if personal:
+        purpose = require_search_right(caller, [f"login ({field})"], purpose)
     stmt = select(UserAccount)
     visible = await visible_condition(caller)
     if visible is not None:
@@ -424,7 +434,12 @@ async def search(
         stmt = stmt.order_by(col(UserAccount.id))
         key = lambda u: {"id": u.id}  # noqa: E731
     rows = list((await s.exec(stmt.limit(limit + 1))).all())
-    return page_of(rows, limit, key)
+    page = page_of(rows, limit, key)
+    if personal and page.items:
+        found = [u.id for u in page.items]
+        audit_search(s, caller=caller, user_ids=found, fields=[str(field)], purpose=str(purpose), action="users.search")
+        await s.commit()
+    return page
 
 
 async def visible_condition(caller: Caller) -> Any:
@@ -436,6 +451,20 @@ async def visible_condition(caller: Caller) -> Any:
     if visible is not None:  # None: administrators of the whole tree (per the org service) reach every staff account
         staff = and_(col(UserAccount.id).in_(visible), staff)
     return or_(staff, col(UserAccount.id) == caller.self_id) if caller.self_id else staff
+
+
+#: login names that are masked personal data
+PERSONAL_LOGINS = ("mobile", "email")
+
+
+def login_field(login: str) -> str:
+    """Which field a login name is matched against: mobile, email or username (as login_condition does)."""
+    value = login.strip()
+    try:
+        identity.normalise_mobile(value)
+        return "mobile"
+    except ValueError:
+        return "email" if "@" in value else "username"
 
 
 def login_condition(login: str) -> Any:

@@ -16,7 +16,7 @@ class Settings(AdminSettings):
 
     model_config = SettingsConfigDict(env_prefix="TONGBAN_USER_", extra="ignore")
     service_name: ClassVar[str] = "user"
-    secret_fields: ClassVar[tuple[str, ...]] = ("pii_encryption_key", "pii_hash_key")
+    secret_fields: ClassVar[tuple[str, ...]] = ("pii_encryption_key", "pii_hash_key", "cursor_secret")
 
     port: int = 8102
     database_url: str = "sqlite+aiosqlite:///./data/user.db"

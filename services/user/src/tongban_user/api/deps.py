@@ -83,7 +83,13 @@ WriterDep = Annotated[Caller, Depends(require(WRITE_SCOPE))]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 Unmask = Annotated[bool, Query(description="return personal data unmasked (needs the user:pii scope; audited)")]
-Purpose = Annotated[str | None, Query(max_length=500, description="why unmasked data is needed (required with unmask)")]
+Purpose = Annotated[
+    str | None,
+    Query(
+        max_length=500,
+        description="why unmasked data is needed (required with unmask and to search by mobile or email)",
+    ),
+]
 
 #: answers every protected route may give: no or bad token (401), missing scope or rights (403), not configured (503)
 AUTH_RESPONSES = problem_responses(401, 403, 503)

@@ -35,6 +35,8 @@ class Column:
     type: str = "string"  # string | boolean | dateTime | work | mobile | primary
     case_exact: bool = False
     stored_lower: bool = False
+    #: the personal-data field behind a masked attribute: comparing or sorting its value needs user:pii
+    personal: str | None = None
 
 
 def _ent(key: str) -> Any:
@@ -48,12 +50,12 @@ COLUMNS: dict[tuple[str, str, str | None], Column] = {
     (USER_URN, "username", None): Column(col(UserAccount.username), stored_lower=True),
     (USER_URN, "displayname", None): Column(col(UserAccount.name)),
     (USER_URN, "name", "formatted"): Column(col(UserAccount.real_name)),
-    (USER_URN, "emails", None): Column(_EMAIL),
-    (USER_URN, "emails", "value"): Column(_EMAIL),
+    (USER_URN, "emails", None): Column(_EMAIL, personal="email"),
+    (USER_URN, "emails", "value"): Column(_EMAIL, personal="email"),
     (USER_URN, "emails", "type"): Column(_EMAIL, "work"),
     (USER_URN, "emails", "primary"): Column(_EMAIL, "primary"),
-    (USER_URN, "phonenumbers", None): Column(_MOBILE),
-    (USER_URN, "phonenumbers", "value"): Column(_MOBILE),
+    (USER_URN, "phonenumbers", None): Column(_MOBILE, personal="mobile"),
+    (USER_URN, "phonenumbers", "value"): Column(_MOBILE, personal="mobile"),
     (USER_URN, "phonenumbers", "type"): Column(_MOBILE, "mobile"),
     (USER_URN, "phonenumbers", "primary"): Column(_MOBILE, "primary"),
     (USER_URN, "active", None): Column(col(UserAccount.status), "boolean"),
@@ -173,7 +175,15 @@ def _compare(expr: Any, op: CompareOperator, value: Any) -> Any:
     return {Op.gt: expr > value, Op.ge: expr >= value, Op.lt: expr < value, Op.le: expr <= value}[op]
 
 
-def to_sql(text: str) -> Any:
+@dataclass(frozen=True)
+class Compiled:
+    """A filter as SQL, and the masked attributes whose values it compares (attribute → personal-data field)."""
+
+    where: Any
+    personal: dict[str, str]
+
+
+def to_sql(text: str) -> Compiled:
     """The SQL condition of a filter string; 400 invalidFilter when it cannot be parsed or names other attributes."""
     if "\x00" in text:
         raise InvalidFilterException(detail="a filter must not contain NUL characters")
@@ -183,14 +193,38 @@ def to_sql(text: str) -> Any:
         raise
     except (ValueError, TypeError) as exc:
         raise InvalidFilterException(detail=f"not a valid filter: {exc}") from exc
-    return SqlFilter().visit(ast)
+    return Compiled(SqlFilter().visit(ast), personal_values(ast))
+
+
+def personal_values(node: Any, parent: str | None = None) -> dict[str, str]:
+    """Masked values a parsed filter or PATCH path compares (e.g. phoneNumbers[value sw "1"]): attribute → field.
+
+    Presence tests are left out (the masked value shows presence); attributes this service does not store are
+    skipped, so a filter that is refused later for naming them is still judged on the rest.
+    """
+    if isinstance(node, LogicalExpr):
+        return {k: v for term in node.terms for k, v in personal_values(term, parent).items()}
+    if isinstance(node, Not):
+        return personal_values(node.expr, parent)
+    if isinstance(node, ValuePath):
+        return personal_values(node.val_filter, node.attr_path.attr)
+    if not isinstance(node, Comparison) or node.value is None:
+        return {}
+    try:
+        c = column(node.attr_path, parent)
+    except InvalidFilterException:
+        return {}
+    if c.personal is None:
+        return {}
+    return {f"{parent}[{node.attr_path}]" if parent else str(node.attr_path): c.personal}
 
 
 SORTABLE = {"string", "dateTime"}
 
 
-def sort_column(attribute: str) -> Any:
-    """The column of a sortBy attribute (single-valued strings and dates); 400 invalidValue otherwise."""
+def sort_column(attribute: str) -> tuple[Any, str | None]:
+    """The column of a sortBy attribute (single-valued strings and dates) and the personal-data field it orders
+    by, if masked; 400 invalidValue otherwise."""
     try:
         path = ScimFilter(f"{attribute} pr").ast
         c = column(path.attr_path) if isinstance(path, Present) else None
@@ -198,4 +232,5 @@ def sort_column(attribute: str) -> Any:
         c = None
     if c is None or c.type not in SORTABLE:
         raise InvalidValueException(detail=f"sortBy: cannot sort on {attribute!r}")
-    return c.expr if c.case_exact or c.stored_lower or c.type != "string" else func.lower(c.expr)
+    key = c.expr if c.case_exact or c.stored_lower or c.type != "string" else func.lower(c.expr)
+    return key, c.personal

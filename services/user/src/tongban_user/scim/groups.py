@@ -28,6 +28,7 @@ from tongban_user.scim.http import (
     ScimResourceDoc,
     base_url,
     ok,
+    paging,
     response_parameters,
 )
 from tongban_user.scim.schemas import GROUP_URN, MAX_RESULTS, ScimGroup
@@ -152,6 +153,7 @@ async def list_groups(
 ) -> ScimJSONResponse:
     """Only `id eq` filters: units cannot be searched from this service."""
     params = response_parameters(ScimGroup, attributes, excluded_attributes)
+    start, size = paging(start_index, count, default=MAX_RESULTS, most=MAX_RESULTS, last=2**31)
     if not filter_:
         raise ScimError(400, "list groups with a filter: " + 'filter=id eq "<unit id>"', "tooMany")
     try:
@@ -160,8 +162,6 @@ async def list_groups(
         raise InvalidFilterException(detail=f"not a valid filter: {exc}") from exc
     ids = [i for i in ids if 0 < len(i) <= 36][:MAX_RESULTS]
     units = await _units(request, ids, settings.rpc_timeout_seconds) if ids else []
-    start = max(start_index, 1)
-    size = MAX_RESULTS if count is None else min(max(count, 0), MAX_RESULTS)
     page = units[start - 1 : start - 1 + size]
     groups = []
     for unit in page:

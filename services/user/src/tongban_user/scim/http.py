@@ -77,6 +77,16 @@ def require_match(if_match: str | None, current: str) -> None:
         raise ScimError(412, f"the resource has changed: its version is {current}")
 
 
+def paging(start_index: int | None, count: int | None, *, default: int, most: int, last: int) -> tuple[int, int]:
+    """startIndex and count of a list request (RFC 7644 §3.4.2.4): a startIndex below 1 is taken as 1, a count
+    above `most` as `most`; a negative count is refused (400 invalidValue) rather than read as 0, so a client's
+    mistake is not answered with an empty page that looks like success."""
+    if count is not None and count < 0:
+        raise ScimError(400, f"count must be 0 or more (at most {most} are returned), not {count}", "invalidValue")
+    start = min(max(start_index or 1, 1), last)
+    return start, default if count is None else min(count, most)
+
+
 def response_parameters(model: type[Resource[Any]], attributes: str | None, excluded: str | None) -> Any:
     """The attributes / excludedAttributes of a request; 400 invalidValue when malformed."""
     if not attributes and not excluded:

@@ -16,6 +16,7 @@ from tongban_user import accounts
 from tongban_user.access import PII_SCOPE, Caller
 from tongban_user.crypto import PiiCipher
 from tongban_user.models import Status, UserAccount, UserUpdate
+from tongban_user.personal import audit_search, require_search_right
 from tongban_user.scim.errors import ScimError, from_validation
 from tongban_user.scim.filters import sort_column, to_sql
 from tongban_user.scim.mapping import user_payload
@@ -60,6 +61,15 @@ def render(payload: dict[str, Any], params: Any) -> dict[str, Any]:
     return user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=params)
 
 
+def require_personal_right(caller: Caller, personal: dict[str, str]) -> None:
+    """Comparing masked values (attribute → field) needs user:pii, as unmasking does; a 403 naming them otherwise."""
+    if personal:
+        try:
+            require_search_right(caller, personal, PURPOSE)
+        except Problem as p:
+            raise ScimError(p.status, p.detail or "forbidden") from p
+
+
 async def search(
     s: AsyncSession,
     caller: Caller,
@@ -70,20 +80,36 @@ async def search(
     start: int,
     count: int,
 ) -> tuple[int, list[UserAccount]]:
-    """The total and one page of the accounts the caller may see that match a filter (in SQL)."""
+    """The total and one page of the accounts the caller may see that match a filter (in SQL).
+
+    Comparing or sorting on a masked value (emails, phoneNumbers) needs what unmasking needs here, the user:pii
+    scope (the purpose is SCIM provisioning), and every account it matched is audited; without it the search is
+    refused before it runs (403 naming the attributes), so neither results nor totalResults tell anything.
+    """
+    compiled = to_sql(filter_) if filter_ else None
+    sort_key, sort_personal = sort_column(sort_by) if sort_by else (None, None)
+    personal = dict(compiled.personal) if compiled else {}
+    if sort_by and sort_personal:
+        personal[f"sortBy={sort_by}"] = sort_personal
+    require_personal_right(caller, personal)
     stmt = select(UserAccount).where(col(UserAccount.status) != Status.deleted)
     visible = await accounts.visible_condition(caller)
     if visible is not None:
         stmt = stmt.where(visible)
-    if filter_:
-        stmt = stmt.where(to_sql(filter_))
+    if compiled is not None:
+        stmt = stmt.where(compiled.where)
+    if personal:
+        found = stmt.subquery()
+        matched = list((await s.exec(select(found.c.id))).all())
+        fields = personal.values()
+        audit_search(s, caller=caller, user_ids=matched, fields=fields, purpose=PURPOSE, action="scim.users.search")
+        await s.commit()
     total = int(await s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
     if count <= 0 or start > total:
         return total, []
     order: list[Any] = [col(UserAccount.id)]
-    if sort_by:
-        key = sort_column(sort_by)
-        order.insert(0, key.desc().nulls_last() if descending else key.asc().nulls_last())
+    if sort_key is not None:
+        order.insert(0, sort_key.desc().nulls_last() if descending else sort_key.asc().nulls_last())
     elif descending:
         order = [col(UserAccount.id).desc()]
     rows = (await s.exec(stmt.order_by(*order).offset(min(start, MAX_OFFSET) - 1).limit(count))).all()

@@ -15,6 +15,7 @@ from tongban_user.api.deps import CallerDep, CipherDep, SessionDep, WriterDep
 from tongban_user.models import Status, UserAccount
 from tongban_user.scim import discovery, groups, mapping
 from tongban_user.scim.errors import ScimError, ScimJSONResponse, ScimRoute, from_validation
+from tongban_user.scim.filters import personal_values
 from tongban_user.scim.http import (
     BODY_ERRORS,
     ERRORS,
@@ -30,12 +31,24 @@ from tongban_user.scim.http import (
     body_doc,
     matches,
     ok,
+    paging,
     read_json,
     require_match,
     response_parameters,
 )
 from tongban_user.scim.schemas import DEFAULT_COUNT, MAX_RESULTS, PATCH_POLICY, POLICY, ScimUser
-from tongban_user.scim.users import MAX_OFFSET, PURPOSE, apply, listing, load, lock, payloads, render, search
+from tongban_user.scim.users import (
+    MAX_OFFSET,
+    PURPOSE,
+    apply,
+    listing,
+    load,
+    lock,
+    payloads,
+    render,
+    require_personal_right,
+    search,
+)
 
 
 class _AnyPath(Convertor[str]):
@@ -87,8 +100,7 @@ async def _list(
     start_index: int | None,
     count: int | None,
 ) -> ScimJSONResponse:
-    start = min(max(start_index or 1, 1), MAX_OFFSET)
-    size = DEFAULT_COUNT if count is None else min(max(count, 0), MAX_RESULTS)
+    start, size = paging(start_index, count, default=DEFAULT_COUNT, most=MAX_RESULTS, last=MAX_OFFSET)
     total, users = await search(
         s, caller, filter_=filter_, sort_by=sort_by, descending=descending, start=start, count=size
     )
@@ -135,6 +147,8 @@ async def list_users(
 async def search_users(s: SessionDep, caller: CallerDep, cipher: CipherDep, request: Request) -> ScimJSONResponse:
     """The same as GET /Users with the parameters in a SearchRequest body."""
     body = await read_json(request)
+    if isinstance(body.get("count"), int) and not isinstance(body["count"], bool):
+        paging(None, body["count"], default=DEFAULT_COUNT, most=MAX_RESULTS, last=MAX_OFFSET)  # before it is floored
     try:
         query: SearchRequest[Any] = SearchRequest.model_validate(body, scim_ctx=Context.SEARCH_REQUEST)
     except ValidationError as exc:
@@ -252,6 +266,10 @@ async def patch_user(
     body = await read_json(request)
     patch = PatchOp[ScimUser].model_validate(  # type: ignore[valid-type]
         body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=PATCH_POLICY
+    )
+    # a value filter on a masked value (phoneNumbers[value sw "139"]) would tell by its effect whether it matched
+    require_personal_right(
+        caller, {k: v for op in patch.operations or [] if op.path for k, v in personal_values(op.path.ast).items()}
     )
     u = await load(s, user_id, caller)
     if if_match is not None:

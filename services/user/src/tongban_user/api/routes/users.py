@@ -42,7 +42,15 @@ async def search_users(
     unmask: Unmask = False,
     purpose: Purpose = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100, description="display name starts with")] = None,
-    login: Annotated[str | None, Query(min_length=1, max_length=254, description="mobile, email or username")] = None,
+    login: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=254,
+            description="username, mobile or email; a mobile or an email needs the user:pii scope and a purpose "
+            "(audited), as unmasking does",
+        ),
+    ] = None,
     kind: Kind | None = None,
     status: Status | None = None,
     org_unit_id: Annotated[str | None, Query(max_length=36, description="members of this org unit")] = None,
@@ -59,7 +67,16 @@ async def search_users(
         else:
             ids = await _direct_members(request, org_unit_id, settings.rpc_timeout_seconds)
     page = await accounts.search(
-        s, caller=caller, q=q, login=login, kind=kind, status=status, ids=ids, limit=limit, cursor=cursor
+        s,
+        caller=caller,
+        q=q,
+        login=login,
+        kind=kind,
+        status=status,
+        ids=ids,
+        limit=limit,
+        cursor=cursor,
+        purpose=purpose,
     )
     items = await accounts.read_users(
         s, page.items, caller=caller, unmask=unmask, purpose=purpose, cipher=cipher, action="users.search"
