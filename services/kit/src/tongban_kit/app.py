@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -16,6 +16,7 @@ from tongban_kit.bearer import BearerAuth
 from tongban_kit.consumer import ConsumerSpec, EventConsumer, Handler
 from tongban_kit.db import Database
 from tongban_kit.events import EventSpec
+from tongban_kit.limits import BodyLimits
 from tongban_kit.logging import configure_logging
 from tongban_kit.nats import Bus, StreamSpec, connect
 from tongban_kit.observe import ContextMiddleware, HttpMetrics, metrics_endpoint
@@ -176,13 +177,16 @@ def create_service_app(
     on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
     accepts_tokens: bool = False,
     bearer: BearerAuth | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A FastAPI app with problem errors, context middleware, health, readiness and metrics.
 
     `on_startup` runs once the runtime is up (NATS connected); `on_shutdown` runs before the runtime stops.
     A service that `accepts_tokens` checks them with `bearer` (on `app.state.bearer`, for `bearer.app_requires`),
     which follows token revocations while the service runs; without one (no issuer configured) the service warns
-    at start and its protected routes answer 503.
+    at start and its protected routes answer 503. Request bodies are bounded before any route parses them
+    (`settings.max_body_bytes`, or `body_limits[path]` for the exact paths named there; JSON nesting
+    `settings.max_json_depth`).
     """
     configure_logging(contract.name, settings.log_level, settings.log_json)
     runtime = Runtime(settings, contract, Database(settings.database_url, pool_size=settings.database_pool_size))
@@ -223,7 +227,13 @@ def create_service_app(
     app.state.bearer = bearer
     app.state.metrics = HttpMetrics()
     install_problem_handlers(app)
-    app.add_middleware(ContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+        path_limits=body_limits,
+    )
+    app.add_middleware(ContextMiddleware, metrics=app.state.metrics)  # outermost: logs and counts refusals too
 
     ops = APIRouter(tags=["ops"])
 

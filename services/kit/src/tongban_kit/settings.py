@@ -51,6 +51,10 @@ class ServiceSettings(BaseSettings):
     oidc_audience: str = "tongban-api"
     #: clock skew tolerated on `exp`, `nbf` and `iat`
     oidc_leeway_seconds: float = 30.0
+    #: the largest request body (413 beyond); a service gives bulk-import paths a limit of their own
+    max_body_bytes: int = 1024 * 1024
+    #: how deeply a JSON body may nest arrays and objects (400 beyond, before any parser recurses into it)
+    max_json_depth: int = 64
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:
