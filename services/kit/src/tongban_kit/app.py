@@ -20,6 +20,7 @@ from tongban_kit.limits import BodyLimits
 from tongban_kit.logging import configure_logging
 from tongban_kit.nats import Bus, StreamSpec, connect
 from tongban_kit.observe import ContextMiddleware, HttpMetrics, metrics_endpoint
+from tongban_kit.outage import DATABASE_ERRORS, database_error_handler
 from tongban_kit.outbox import OutboxRelay
 from tongban_kit.problems import ProblemDetail, install_problem_handlers, problem_response
 from tongban_kit.rpc import RpcClient, RpcServer, RpcSpec
@@ -84,7 +85,9 @@ class Runtime:
         self.relay.start()
         self.rpc = RpcClient(self.bus)
         if rpc_handlers is not None:
-            self.rpc_server = RpcServer(self.bus, self.contract.name, self.contract.version, self.contract.description)
+            self.rpc_server = RpcServer(
+                self.bus, self.contract.name, self.contract.version, self.contract.description, outage=self.db.outage
+            )
             handlers = rpc_handlers(self)
             for spec in self.contract.rpcs:
                 self.rpc_server.add(spec, handlers[spec.name])
@@ -133,18 +136,18 @@ class Runtime:
             await self.bus.nc.close()
 
     async def readiness(self) -> dict[str, str]:
-        """Check the database and NATS; values are 'ok' or the failure."""
-        checks: dict[str, str] = {}
+        """What this process needs to serve requests: the database ('ok' or why not)."""
         try:
             await asyncio.wait_for(self.db.ping(), 2)
-            checks["database"] = "ok"
         except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
-        if self.bus is not None and self.bus.nc.is_connected:
-            checks["nats"] = "ok"
-        else:
-            checks["nats"] = "unavailable: not connected"
-        return checks
+            return {"database": f"unavailable: {type(exc).__name__}"}
+        return {"database": "ok"}
+
+    def dependencies(self) -> dict[str, str]:
+        """Dependencies reported, not required: without NATS requests are still served (events wait in the
+        outbox, RPC calls to other services fail on their own), so it must not make the process unready."""
+        connected = self.bus is not None and self.bus.nc.is_connected
+        return {"nats": "ok" if connected else "unavailable: not connected"}
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -227,6 +230,8 @@ def create_service_app(
     app.state.bearer = bearer
     app.state.metrics = HttpMetrics()
     install_problem_handlers(app)
+    for error in DATABASE_ERRORS:  # an unreachable database is a 503, not a 500 with a traceback per request
+        app.add_exception_handler(error, database_error_handler(runtime.db.outage))
     app.add_middleware(
         BodyLimits,
         max_bytes=settings.max_body_bytes,
@@ -243,14 +248,23 @@ def create_service_app(
 
     @ops.get(
         "/readyz",
-        summary="Readiness: database and NATS reachable",
+        summary="Readiness: this process can serve requests (its database answers)",
+        description="`checks` decide readiness; `dependencies` (NATS, the revocation feed) are reported only: "
+        "an orchestrator must not take a process that still serves out of rotation because NATS is down.",
         responses={503: {"description": "not ready", "model": ProblemDetail}},
     )
     async def readyz() -> Any:
         checks = await runtime.readiness()
+        dependencies = runtime.dependencies()
+        if bearer is not None:
+            feed = bearer.feed
+            caught_up = feed is not None and feed.caught_up.is_set()
+            dependencies["revocations"] = "ok" if caught_up else "degraded: not replayed yet"
         if all(v == "ok" for v in checks.values()):
-            return {"status": "ok", "checks": checks}
-        return problem_response(503, "a dependency is unavailable", type="not-ready", checks=checks)
+            return {"status": "ok", "checks": checks, "dependencies": dependencies}
+        return problem_response(
+            503, "this process cannot serve requests", type="not-ready", checks=checks, dependencies=dependencies
+        )
 
     ops.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(ops)

@@ -18,6 +18,8 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tongban_kit.outage import OutageLog
+
 AFTER_COMMIT_HOOKS = "tongban_after_commit"
 
 
@@ -106,6 +108,9 @@ class Database:
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"), class_=AsyncSession, expire_on_commit=False
         )
+        #: logs an outage once when it begins and once when a new connection (or a ping) succeeds again
+        self.outage = OutageLog("database")
+        event.listen(self.engine.sync_engine, "connect", lambda _conn, _record: self.outage.recovered())
 
     @property
     def sqlite(self) -> bool:
@@ -128,6 +133,7 @@ class Database:
         """Raise unless the database answers."""
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        self.outage.recovered()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

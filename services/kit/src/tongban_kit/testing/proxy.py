@@ -75,6 +75,8 @@ class TcpProxy:
         self._tasks.update(pumps)
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the test's loop is ending
+            pass
         finally:
             for t in pumps:
                 t.cancel()
