@@ -155,3 +155,21 @@ async def test_nats_down_leaves_the_process_ready(service: Service) -> None:
         return True if (await c.get("/readyz")).json()["dependencies"]["nats"] == "ok" else None
 
     await eventually(nats_ok, timeout=10, what="NATS back")
+
+
+async def test_a_database_that_does_not_answer_is_503_within_seconds(service: Service) -> None:
+    """Connections open but nothing comes back (a partition): the request fails in seconds, not after a minute."""
+    c = service.client
+    assert (await c.get("/rows")).status_code == 200
+    await service.db_proxy.cut()
+    assert_problem(await c.get("/rows"), 503, "dependency-unavailable")  # the pooled connections are gone
+    await service.db_proxy.restore()
+    service.db_proxy.hold()
+    try:
+        started = asyncio.get_running_loop().time()
+        r = await asyncio.wait_for(c.get("/rows"), 30)
+        assert_problem(r, 503, "dependency-unavailable")
+        assert asyncio.get_running_loop().time() - started < 8
+    finally:
+        await service.db_proxy.restore()
+    await eventually(lambda: _ok(c), timeout=10, what="recovery")

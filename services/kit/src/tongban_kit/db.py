@@ -21,6 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tongban_kit.outage import OutageLog
 
 AFTER_COMMIT_HOOKS = "tongban_after_commit"
+#: seconds to establish a PostgreSQL connection, and to wait for a free one from the pool
+CONNECT_TIMEOUT_SECONDS = 5.0
+POOL_TIMEOUT_SECONDS = 10.0
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -76,6 +79,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         max_overflow=pool_size,
         pool_pre_ping=False,  # a round trip per checkout; disconnects invalidate the pool instead
         pool_recycle=1800,
+        # an unreachable server fails requests in seconds (503), not after asyncpg's 60 s or a 30 s queue
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
         json_serializer=_json_dumps,
     )
 
