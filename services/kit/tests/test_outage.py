@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from tongban_kit.app import ServiceContract, SessionDep, create_service_app
+from tongban_kit.app import Runtime, ServiceContract, SessionDep, create_service_app
+from tongban_kit.rpc import RpcClient, RpcSpec, RpcUnavailable
 from tongban_kit.settings import ServiceSettings
 from tongban_kit.testing.helpers import assert_problem, eventually
 from tongban_kit.testing.pg import PgServer
@@ -25,6 +29,26 @@ from tongban_kit.testing.proxy import TcpProxy
 from .conftest import KIT_TABLES
 
 router = APIRouter()
+
+
+class CountRequest(BaseModel):
+    table: str = "kit_outbox"
+
+
+class CountReply(BaseModel):
+    rows: int
+
+
+COUNT = RpcSpec("count", "outagetest.rpc.count", CountRequest, CountReply, "rows of the outbox")
+
+
+def rpc_handlers(rt: Runtime) -> dict[str, Any]:
+    async def count(_: CountRequest) -> CountReply:
+        async with rt.db.session() as s:
+            conn = await s.connection()
+            return CountReply(rows=(await conn.execute(text("SELECT count(*) FROM kit_outbox"))).scalar_one())
+
+    return {"count": count}
 
 
 @router.get("/rows")
@@ -36,13 +60,14 @@ async def rows(s: SessionDep) -> dict[str, int]:
 @dataclass
 class Service:
     client: httpx.AsyncClient
+    rpc: RpcClient
     db_proxy: TcpProxy
     nats_proxy: TcpProxy
     database: str
 
 
 @pytest.fixture(scope="module")
-async def service(pg_server: PgServer, nats_url: str, nats_namespace: str) -> AsyncIterator[Service]:
+async def service(pg_server: PgServer, nats_url: str) -> AsyncIterator[Service]:
     """A service whose database and NATS connections both go through proxies the tests can cut."""
     name = await pg_server.create_database()
     setup = pg_server.url_for(name)
@@ -58,17 +83,22 @@ async def service(pg_server: PgServer, nats_url: str, nats_namespace: str) -> As
     settings = ServiceSettings(
         database_url=setup.replace(f"{host}:{port}", f"127.0.0.1:{db_proxy.port}"),
         nats_url=nats_proxy.url("nats"),
-        nats_namespace=nats_namespace,
+        nats_namespace="outage" + secrets.token_hex(3),  # its RPC subject is no contract of the run's recorder
         log_json=False,
     )
     app: FastAPI = create_service_app(
-        settings, ServiceContract("outagetest", "1", "test"), routers=[router], title="outage test"
+        settings,
+        ServiceContract("outagetest", "1.0.0", "test", rpcs=[COUNT]),
+        routers=[router],
+        title="outage test",
+        rpc_handlers=rpc_handlers,
     )
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                yield Service(client, db_proxy, nats_proxy, name)
+                assert app.state.runtime.rpc is not None
+                yield Service(client, app.state.runtime.rpc, db_proxy, nats_proxy, name)
     finally:
         await db_proxy.cut()
         await nats_proxy.cut()
@@ -107,6 +137,8 @@ async def test_database_unreachable_is_503_logged_once_and_unready(service: Serv
             r = await c.get("/rows")
             assert_problem(r, 503, "dependency-unavailable")
             assert int(r.headers["retry-after"]) > 0
+        with pytest.raises(RpcUnavailable):  # other services asking over NATS hear the same
+            await service.rpc.call(COUNT, CountRequest(), CountReply)
         ready = await c.get("/readyz")
         body = assert_problem(ready, 503, "not-ready")
         assert body["checks"]["database"].startswith("unavailable")
