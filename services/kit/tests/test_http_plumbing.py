@@ -133,7 +133,7 @@ async def test_cursors_are_signed_and_tampering_is_a_400(client: httpx.AsyncClie
 async def test_health_ready_metrics_and_trace(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = (await client.get("/readyz")).json()
-    assert ready["checks"] == {"database": "ok", "nats": "ok"}
+    assert ready["checks"] == {"database": "ok"} and ready["dependencies"] == {"nats": "ok"}
     tp = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
     r = await client.get("/items", headers={"traceparent": tp, "X-Request-Id": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +18,14 @@ from tongban_kit.nats import Bus, StreamSpec, connect
 from tongban_kit.natsserver import LocalNatsServer
 from tongban_kit.revocations import REVOKED_SUBJECT, RevocationFeed
 from tongban_kit.testing.helpers import eventually
+from tongban_kit.testing.proxy import TcpProxy
 from tongban_kit.testing.tokens import TestIssuer
 from tongban_kit.tokens import InvalidToken, JwksSource, RevocationList, TokenVerifier
 
 #: the authentication service's stream, as it declares it
 AUTH_STREAM = StreamSpec("AUTH_EVENTS", ("auth.*.*.v1",), "Events of the authentication service")
+#: how soon after NATS is back a revocation issued meanwhile is enforced (README: operations)
+RECONNECT_PROMISE_SECONDS = 5.0
 
 
 def revoked_event(*, jti: str | None = None, grant_id: str | None = None, minutes: float = 10) -> CloudEvent:
@@ -152,3 +158,79 @@ async def test_feed_waits_for_the_stream_and_survives_a_server_restart(tmp_path:
         await feed.stop()
         await bus.close()
         server.stop()
+
+
+async def _busy_loop(until: float) -> None:
+    """Hold the event loop now and then, as a process does under load (a long request, a GC pause)."""
+    rng = random.Random(7)
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        await asyncio.sleep(rng.uniform(0.02, 0.2))
+        time.sleep(rng.uniform(0.02, 0.2))  # noqa: ASYNC251 - holding the loop is the point
+
+
+async def _feed_consumers(bus: Bus) -> list[str]:
+    stream = bus.stream_name(AUTH_STREAM.name)
+    return sorted(i.name for i in await bus.js.consumers_info(stream) if i.name.startswith("revocations_"))
+
+
+async def test_a_busy_quiet_feed_keeps_its_one_consumer(bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
+    revocations = RevocationList()
+    # short polls: many poll deadlines fall while the loop is held, which is when nats-py's fetch may raise the
+    # builtin TimeoutError (str() empty) that the feed took for a failure and restarted on
+    feed = RevocationFeed(bus, revocations, replay_seconds=0.1, poll_seconds=0.25)
+    assert await feed.start(wait=5)
+    try:
+        before = await _feed_consumers(bus)
+        assert len(before) == 1
+        with caplog.at_level(logging.INFO, logger="tongban_kit.revocations"):
+            await _busy_loop(asyncio.get_running_loop().time() + 30)
+        restarts = [r.getMessage() for r in caplog.records if "restarts" in r.getMessage()]
+        assert restarts == [], "nothing failed, so nothing restarts"
+        assert await _feed_consumers(bus) == before, "the same consumer all along"
+        await publish_event(bus, revoked_event(jti="after-quiet"))
+        await eventually(lambda: _true(revocations.is_revoked("after-quiet")), timeout=5, what="still following")
+    finally:
+        await feed.stop()
+
+
+async def test_a_revocation_during_a_reconnect_is_enforced_in_seconds(bus: Bus, nats_url: str) -> None:
+    """The service's NATS connection goes dead, unnoticed at first (the server still delivers into it); auth revokes
+    a token then; once the connection is re-established the token is refused within the promised time."""
+    proxy = await TcpProxy.to_url(nats_url).start()
+    cut_off = await connect(proxy.url("nats"), name="revocation-reconnect", namespace=bus.namespace)
+    issuer = TestIssuer()
+    revocations = RevocationList()
+    verifier = TokenVerifier(
+        JwksSource.from_jwks(issuer.jwks), issuer=issuer.issuer, audience="tongban-api", revocations=revocations
+    )
+    feed = RevocationFeed(cut_off, revocations, replay_seconds=0.1, poll_seconds=5)  # a pull always waiting
+    try:
+        assert await feed.start(wait=5)
+        token = issuer.mint()
+        jti = (await verifier.verify(token)).jti
+        await asyncio.sleep(0.5)
+        proxy.hold()
+        await publish_event(bus, revoked_event(jti=jti))  # the auth service is still connected
+        await asyncio.sleep(0.5)  # the server delivers to the waiting pull: lost on the way
+        await proxy.cut()
+        await eventually(lambda: _true(not cut_off.nc.is_connected), what="the connection breaks")
+        await asyncio.sleep(1.0)
+        await proxy.restore()
+        await eventually(lambda: _true(cut_off.nc.is_connected), timeout=10, what="reconnect")
+        reconnected = asyncio.get_running_loop().time()
+
+        async def refused() -> bool | None:
+            try:
+                await verifier.verify(token)
+            except InvalidToken as exc:
+                return exc.reason == "revoked" or None
+            return None
+
+        await eventually(refused, timeout=RECONNECT_PROMISE_SECONDS, what="the revocation enforced")
+        assert asyncio.get_running_loop().time() - reconnected < RECONNECT_PROMISE_SECONDS
+        assert len(await _feed_consumers(cut_off)) == 1, "the feed replaced its consumer, it did not add one"
+    finally:
+        await feed.stop()
+        await cut_off.close()
+        await proxy.cut()

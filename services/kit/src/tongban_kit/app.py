@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -16,9 +16,11 @@ from tongban_kit.bearer import BearerAuth
 from tongban_kit.consumer import ConsumerSpec, EventConsumer, Handler
 from tongban_kit.db import Database
 from tongban_kit.events import EventSpec
+from tongban_kit.limits import BodyLimits
 from tongban_kit.logging import configure_logging
 from tongban_kit.nats import Bus, StreamSpec, connect
 from tongban_kit.observe import ContextMiddleware, HttpMetrics, metrics_endpoint
+from tongban_kit.outage import DATABASE_ERRORS, database_error_handler
 from tongban_kit.outbox import OutboxRelay
 from tongban_kit.pagination import CursorCodec, CursorMiddleware, with_cursors
 from tongban_kit.problems import ProblemDetail, install_problem_handlers, problem_response
@@ -86,7 +88,9 @@ class Runtime:
         self.relay.start()
         self.rpc = RpcClient(self.bus)
         if rpc_handlers is not None:
-            self.rpc_server = RpcServer(self.bus, self.contract.name, self.contract.version, self.contract.description)
+            self.rpc_server = RpcServer(
+                self.bus, self.contract.name, self.contract.version, self.contract.description, outage=self.db.outage
+            )
             handlers = rpc_handlers(self)
             codec = self.cursor_codec()
             for spec in self.contract.rpcs:
@@ -143,18 +147,18 @@ class Runtime:
             await self.bus.nc.close()
 
     async def readiness(self) -> dict[str, str]:
-        """Check the database and NATS; values are 'ok' or the failure."""
-        checks: dict[str, str] = {}
+        """What this process needs to serve requests: the database ('ok' or why not)."""
         try:
             await asyncio.wait_for(self.db.ping(), 2)
-            checks["database"] = "ok"
         except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
-        if self.bus is not None and self.bus.nc.is_connected:
-            checks["nats"] = "ok"
-        else:
-            checks["nats"] = "unavailable: not connected"
-        return checks
+            return {"database": f"unavailable: {type(exc).__name__}"}
+        return {"database": "ok"}
+
+    def dependencies(self) -> dict[str, str]:
+        """Dependencies reported, not required: without NATS requests are still served (events wait in the
+        outbox, RPC calls to other services fail on their own), so it must not make the process unready."""
+        connected = self.bus is not None and self.bus.nc.is_connected
+        return {"nats": "ok" if connected else "unavailable: not connected"}
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -187,13 +191,16 @@ def create_service_app(
     on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
     accepts_tokens: bool = False,
     bearer: BearerAuth | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A FastAPI app with problem errors, context middleware, health, readiness and metrics.
 
     `on_startup` runs once the runtime is up (NATS connected); `on_shutdown` runs before the runtime stops.
     A service that `accepts_tokens` checks them with `bearer` (on `app.state.bearer`, for `bearer.app_requires`),
     which follows token revocations while the service runs; without one (no issuer configured) the service warns
-    at start and its protected routes answer 503.
+    at start and its protected routes answer 503. Request bodies are bounded before any route parses them
+    (`settings.max_body_bytes`, or `body_limits[path]` for the exact paths named there; JSON nesting
+    `settings.max_json_depth`).
     """
     configure_logging(contract.name, settings.log_level, settings.log_json)
     runtime = Runtime(settings, contract, Database(settings.database_url, pool_size=settings.database_pool_size))
@@ -234,8 +241,16 @@ def create_service_app(
     app.state.bearer = bearer
     app.state.metrics = HttpMetrics()
     install_problem_handlers(app)
+    for error in DATABASE_ERRORS:  # an unreachable database is a 503, not a 500 with a traceback per request
+        app.add_exception_handler(error, database_error_handler(runtime.db.outage))
     app.add_middleware(CursorMiddleware, codec=runtime.cursor_codec())
-    app.add_middleware(ContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+        path_limits=body_limits,
+    )
+    app.add_middleware(ContextMiddleware, metrics=app.state.metrics)  # outermost: logs and counts refusals too
 
     ops = APIRouter(tags=["ops"])
 
@@ -245,14 +260,23 @@ def create_service_app(
 
     @ops.get(
         "/readyz",
-        summary="Readiness: database and NATS reachable",
+        summary="Readiness: this process can serve requests (its database answers)",
+        description="`checks` decide readiness; `dependencies` (NATS, the revocation feed) are reported only: "
+        "an orchestrator must not take a process that still serves out of rotation because NATS is down.",
         responses={503: {"description": "not ready", "model": ProblemDetail}},
     )
     async def readyz() -> Any:
         checks = await runtime.readiness()
+        dependencies = runtime.dependencies()
+        if bearer is not None:
+            feed = bearer.feed
+            caught_up = feed is not None and feed.caught_up.is_set()
+            dependencies["revocations"] = "ok" if caught_up else "degraded: not replayed yet"
         if all(v == "ok" for v in checks.values()):
-            return {"status": "ok", "checks": checks}
-        return problem_response(503, "a dependency is unavailable", type="not-ready", checks=checks)
+            return {"status": "ok", "checks": checks, "dependencies": dependencies}
+        return problem_response(
+            503, "this process cannot serve requests", type="not-ready", checks=checks, dependencies=dependencies
+        )
 
     ops.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(ops)

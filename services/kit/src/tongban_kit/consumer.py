@@ -22,6 +22,7 @@ from tongban_kit.context import bind_from_headers
 from tongban_kit.db import Database, UtcDateTime
 from tongban_kit.events import CloudEvent
 from tongban_kit.nats import Bus, subject_matches
+from tongban_kit.outage import database_unavailable
 from tongban_kit.outbox import utcnow
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,12 @@ class EventConsumer:
             return
         try:
             await handle_once(self.db, self.spec.name, event, self.handler)
-        except Exception:
+        except Exception as exc:
             delivered = msg.metadata.num_delivered if msg.metadata else 1
+            if database_unavailable(exc) and delivered < self.spec.max_deliver:
+                self.db.outage.failed(exc)  # logged once per outage; the event comes again later
+                await msg.nak(delay=min(2.0**delivered, 60.0))
+                return
             if delivered >= self.spec.max_deliver:
                 log.exception("giving up on event", extra={"event_id": event.id, "type": event.type})
                 await msg.term()

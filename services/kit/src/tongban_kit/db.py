@@ -18,7 +18,12 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tongban_kit.outage import OutageLog
+
 AFTER_COMMIT_HOOKS = "tongban_after_commit"
+#: seconds to establish a PostgreSQL connection, and to wait for a free one from the pool
+CONNECT_TIMEOUT_SECONDS = 5.0
+POOL_TIMEOUT_SECONDS = 10.0
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -74,6 +79,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         max_overflow=pool_size,
         pool_pre_ping=False,  # a round trip per checkout; disconnects invalidate the pool instead
         pool_recycle=1800,
+        # an unreachable server fails requests in seconds (503), not after asyncpg's 60 s or a 30 s queue
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
         json_serializer=_json_dumps,
     )
 
@@ -106,6 +114,9 @@ class Database:
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"), class_=AsyncSession, expire_on_commit=False
         )
+        #: logs an outage once when it begins and once when a new connection (or a ping) succeeds again
+        self.outage = OutageLog("database")
+        event.listen(self.engine.sync_engine, "connect", lambda _conn, _record: self.outage.recovered())
 
     @property
     def sqlite(self) -> bool:
@@ -128,6 +139,7 @@ class Database:
         """Raise unless the database answers."""
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        self.outage.recovered()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

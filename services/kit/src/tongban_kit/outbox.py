@@ -17,6 +17,7 @@ from tongban_kit.context import TRACEPARENT_HEADER
 from tongban_kit.db import Database, UtcDateTime, copy_rows, on_commit
 from tongban_kit.events import CONTENT_TYPE, CloudEvent, EventSpec, make_event
 from tongban_kit.nats import Bus
+from tongban_kit.outage import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,10 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outbox relay waiting: %s", exc or type(exc).__name__)
+                if database_unavailable(exc):
+                    self.db.outage.failed(exc)  # logged once per outage
+                else:
+                    log.warning("outbox relay waiting: %r", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

@@ -148,7 +148,8 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """The 500 of an unexpected error (logged with its traceback; the answer names only the request id)."""
     if isinstance(exc, UnicodeEncodeError):  # e.g. lone surrogates from JSON escapes reaching the database driver
         return problem_response(
             400, "the request contains text that is not valid Unicode", type="invalid-text", instance=request.url.path
@@ -164,7 +165,7 @@ def install_problem_handlers(app: Starlette) -> None:
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(Exception, _unhandled)
+    app.add_exception_handler(Exception, unexpected_error)
 
 
 #: OpenAPI `responses` entry to document problem answers on routes

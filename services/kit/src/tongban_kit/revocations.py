@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from tongban_kit.events import CloudEvent
@@ -87,8 +87,9 @@ def parse_revocation(data: dict[str, Any]) -> tuple[str | None, str | None, date
 class RevocationFeed:
     """Keeps a RevocationList current from JetStream: replays the last `replay_seconds`, then follows.
 
-    Uses an ephemeral, in-order pull consumer (no acks) that it re-creates after a gap, a lost consumer
-    (e.g. a server restart) or a reconnect, resuming after the last stream sequence it applied.
+    One ephemeral, in-order pull consumer (no acks) per feed. It is replaced, resuming after the last stream
+    sequence applied, only when it is lost (e.g. a server restart), after a reconnect (deliveries to the old
+    connection's pull requests are gone) or on a gap in delivery; an idle poll or a transient error keeps it.
     """
 
     def __init__(
@@ -115,10 +116,14 @@ class RevocationFeed:
         )
         #: revocations applied so far
         self.applied = 0
+        #: consumers created so far (one, unless the feed had to resume)
+        self.consumers_created = 0
         #: set once the replay reached the end of the stream
         self.caught_up = asyncio.Event()
         self._last_seq = 0
-        self._check = False
+        #: where the replay starts, fixed at the first consumer (a later one resumes there until one event came)
+        self._since: datetime | None = None
+        self._resume = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, *, wait: float | None = 10.0) -> bool:
@@ -147,7 +152,7 @@ class RevocationFeed:
             self._task = None
 
     async def _on_reconnect(self) -> None:
-        self._check = True
+        self._resume.set()
 
     async def _run(self) -> None:
         while True:
@@ -155,8 +160,13 @@ class RevocationFeed:
                 await self._follow()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # stream missing, server restarted, disconnected: start again
-                log.warning("revocation feed on %s restarts: %s", self.subject, exc)
+            except Exception as exc:  # stream missing, consumer lost, gap in delivery: a new consumer
+                log.warning(
+                    "revocation feed on %s restarts after %r",
+                    self.subject,
+                    exc,
+                    extra={"reason": type(exc).__name__, "after_sequence": self._last_seq},
+                )
                 await asyncio.sleep(self.retry_seconds)
 
     def _config(self, name: str) -> ConsumerConfig:
@@ -171,30 +181,30 @@ class RevocationFeed:
         if self._last_seq:
             config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, self._last_seq + 1
         else:
-            config.deliver_policy = DeliverPolicy.BY_START_TIME
-            config.opt_start_time = datetime.now(UTC) - timedelta(seconds=self.replay_seconds)
+            if self._since is None:
+                self._since = datetime.now(UTC) - timedelta(seconds=self.replay_seconds)
+            config.deliver_policy, config.opt_start_time = DeliverPolicy.BY_START_TIME, self._since
         return config
 
     async def _follow(self) -> None:
         js, stream = self.bus.js, self.bus.stream_name(self.stream)
         name = f"revocations_{secrets.token_hex(8)}"
+        self._resume.clear()
         info = await js.add_consumer(stream, self._config(name))
+        self.consumers_created += 1
         if not info.num_pending:
             self.caught_up.set()
         sub = await js.pull_subscribe_bind(consumer=name, stream=stream)
-        self._check = False
-        expected, idle_since = 1, time.monotonic()
+        expected, checked = 1, time.monotonic()
         try:
             while True:
-                if self._check or time.monotonic() - idle_since >= self.check_seconds:
-                    self._check, idle_since = False, time.monotonic()
-                    await js.consumer_info(stream, name)  # raises NotFoundError when the consumer is gone
-                try:
-                    msgs = await sub.fetch(self.batch, timeout=self.poll_seconds)
-                except NatsTimeoutError:
-                    self.caught_up.set()
-                    continue
-                idle_since = time.monotonic()
+                if time.monotonic() - checked >= self.check_seconds:
+                    await self._check(stream, name)
+                    checked = time.monotonic()
+                msgs = await self._fetch(sub)
+                if msgs is None:
+                    log.info("revocation feed on %s resumes after a reconnect", self.subject)
+                    return
                 for msg in msgs:
                     meta = msg.metadata
                     if meta.sequence.consumer != expected:
@@ -210,6 +220,37 @@ class RevocationFeed:
                 await js.delete_consumer(stream, name)
             except Exception:  # gone already, or disconnected: the server drops it when inactive
                 pass
+
+    async def _fetch(self, sub: Any) -> list[Any] | None:
+        """The next batch (empty when idle), or None on a reconnect: the pull of the old connection is lost."""
+        fetch = asyncio.ensure_future(sub.fetch(self.batch, timeout=self.poll_seconds))
+        resumed = asyncio.ensure_future(self._resume.wait())
+        try:
+            await asyncio.wait((fetch, resumed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            resumed.cancel()
+            fetch.cancel()  # still pulling only on a reconnect or when the feed stops
+        if self._resume.is_set():
+            if fetch.done() and not fetch.cancelled():
+                fetch.exception()  # retrieved: whatever it was, the next consumer starts afresh
+            return None
+        try:
+            msgs: list[Any] = fetch.result()
+        except TimeoutError:
+            # nothing new: fetch raises nats' TimeoutError or, when its deadline passes while the event loop is
+            # busy, the builtin one that nats' derives from (whose text is empty)
+            self.caught_up.set()
+            return []
+        return msgs
+
+    async def _check(self, stream: str, name: str) -> None:
+        """Raise NotFoundError when the consumer is gone; other failures (e.g. a slow server) keep it."""
+        try:
+            await self.bus.js.consumer_info(stream, name)
+        except NotFoundError:
+            raise
+        except Exception as exc:
+            log.info("revocation feed on %s could not check its consumer: %r", self.subject, exc)
 
     def _apply(self, raw: bytes) -> None:
         try:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from tongban_kit.context import bind_from_headers, current_headers
 from tongban_kit.nats import Bus
+from tongban_kit.outage import OutageLog, database_unavailable
 from tongban_kit.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class RpcServer:
     description: str = ""
     handlers: dict[str, tuple[RpcSpec, Callable[[Any], Awaitable[BaseModel]]]] = field(default_factory=dict)
     service: Service | None = None
+    #: the service database's outage log: a handler that cannot reach the database answers 503, logged once
+    outage: OutageLog | None = None
 
     def add(self, spec: RpcSpec, handler: Callable[[Any], Awaitable[BaseModel]]) -> None:
         """Register a handler for a declared endpoint."""
@@ -128,7 +131,11 @@ class RpcServer:
             except Problem as exc:  # domain code shared with the HTTP API raises problems
                 await req.respond_error(str(exc.status), exc.detail or exc.title or "error")
                 return
-            except Exception:
+            except Exception as exc:
+                if self.outage is not None and database_unavailable(exc):
+                    self.outage.failed(exc)
+                    await req.respond_error("503", "the database is unavailable")
+                    return
                 log.exception("rpc handler failed", extra={"endpoint": spec.name})
                 await req.respond_error("500", "internal error")
                 return

@@ -59,6 +59,10 @@ class ServiceSettings(BaseSettings):
     #: signs this service's pagination cursors (a service that pages lists names it in `secret_fields`);
     #: empty in development only, where a fixed development key stands in
     cursor_secret: str = ""
+    #: the largest request body (413 beyond); a service gives bulk-import paths a limit of their own
+    max_body_bytes: int = 1024 * 1024
+    #: how deeply a JSON body may nest arrays and objects (400 beyond, before any parser recurses into it)
+    max_json_depth: int = 64
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:

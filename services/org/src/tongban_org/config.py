@@ -23,3 +23,5 @@ class Settings(AdminSettings):
     database_url: str = "sqlite+aiosqlite:///./data/org.db"
     #: rows accepted by one bulk import
     import_max_rows: int = 50_000
+    #: the largest body of one bulk import (every other request: `max_body_bytes`)
+    import_max_bytes: int = 16 * 1024 * 1024

@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         openapi_tags=TAGS,
         accepts_tokens=True,
         bearer=bearer,
+        body_limits={"/api/v1/orgs/units/import": settings.import_max_bytes},
     )
     return app
 

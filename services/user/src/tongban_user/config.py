@@ -30,5 +30,7 @@ class Settings(AdminSettings):
     deleted_retention_days: int = 30
     #: rows accepted by one bulk import
     import_max_rows: int = 100_000
+    #: the largest body of one bulk import (every other request: `max_body_bytes`)
+    import_max_bytes: int = 32 * 1024 * 1024
     #: timeout of RPC calls to other services
     rpc_timeout_seconds: float = 2.0

@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
         on_startup=start,
         accepts_tokens=True,
         bearer=bearer,
+        body_limits={"/api/v1/users/import": settings.import_max_bytes},
     )
     app.state.cipher = cipher
     return app
