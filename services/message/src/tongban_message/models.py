@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, model_validator
 from pydantic import Field as PField
-from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from tongban_kit.db import UtcDateTime
@@ -65,7 +65,20 @@ class Message(SQLModel, table=True):
     """One send: a template version, its personalisation, who sent it and to how many recipients."""
 
     __tablename__ = "message_message"
-    __table_args__ = (UniqueConstraint("sender_client_id", "reference", name="uq_message_message_reference"),)
+    #: a reference is the sender's own: the app (client id) and the person using it (no one for the app's own token:
+    #: NULLs count as equal there so the app's own references stay unique; SQLite, for development, cannot say so)
+    __table_args__ = (
+        Index(
+            "uq_message_message_sender_reference",
+            "sender_client_id",
+            "sender_sub",
+            "reference",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+            postgresql_where=text("reference IS NOT NULL"),
+            sqlite_where=text("reference IS NOT NULL"),
+        ),
+    )
 
     id: str = Field(sa_column=Column(String(36), primary_key=True))
     template_id: str = Field(sa_column=Column(String(36), nullable=False))

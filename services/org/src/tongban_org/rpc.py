@@ -8,16 +8,21 @@ from typing import Any
 from sqlmodel import col, select
 
 from tongban_kit.app import Runtime
+from tongban_org import entitlements as ent
 from tongban_org import memberships as ms
 from tongban_org import tree
 from tongban_org.cache import UnitCache
 from tongban_org.config import Settings
 from tongban_org.contract import (
+    AddressCheckReply,
+    AddressCheckRequest,
     AdminScopesReply,
     AdminScopesRequest,
     AncestorsRequest,
     ContainsUserReply,
     ContainsUserRequest,
+    EntitlementsReply,
+    EntitlementsRequest,
     GetUnitsRequest,
     ListMembersRequest,
     MembersReply,
@@ -61,8 +66,18 @@ def handlers(rt: Runtime, cache: UnitCache) -> dict[str, Callable[[Any], Awaitab
             rows = (await s.exec(select(AdminGrant.unit_id).where(col(AdminGrant.principal) == req.principal))).all()
         return AdminScopesReply(all=False, unit_ids=sorted(set(rows)))
 
+    async def entitlements(req: EntitlementsRequest) -> EntitlementsReply:
+        async with db.read_session() as s:
+            return await ent.entitlements(s, principal=req.principal, bootstrap_admins=settings.bootstrap_admins)
+
+    async def address_check(req: AddressCheckRequest) -> AddressCheckReply:
+        async with db.read_session() as s:
+            return await ent.address_check(s, roots=req.roots, unit_id=req.unit_id, user_ids=req.user_ids)
+
     return {
         "units-get": get_units,
+        "entitlements": entitlements,
+        "address-check": address_check,
         "units-ancestors": ancestors,
         "members-list": members,
         "subtree-contains-user": contains_user,

@@ -9,8 +9,17 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from tongban_kit.app import SessionDep
 from tongban_kit.pagination import Page
 from tongban_kit.problems import problem_responses
-from tongban_message import messages
-from tongban_message.api.deps import AUTH_RESPONSES, Cursor, Limit, ReaderDep, RpcDep, SenderDep, SettingsDep
+from tongban_message import access, messages
+from tongban_message.api.deps import (
+    AUTH_RESPONSES,
+    Cursor,
+    Limit,
+    ReaderDep,
+    RpcDep,
+    SenderDep,
+    SendTokenDep,
+    SettingsDep,
+)
 from tongban_message.dispatcher import Dispatcher
 from tongban_message.models import (
     DeliveryPublic,
@@ -36,13 +45,18 @@ async def send_message(
     body: MessageCreate,
     s: SessionDep,
     sender: SenderDep,
+    token: SendTokenDep,
     rpc: RpcDep,
     settings: SettingsDep,
     request: Request,
     response: Response,
 ) -> MessagePublic:
     """Render a template for each recipient (people by account id, or the members of an organisation unit): into
-    their inboxes, or queued as SMS or email to their numbers and addresses from the user directory."""
+    their inboxes, or queued as SMS or email to their numbers and addresses from the user directory.
+
+    A person sends only to the units (and their members) they may address; an app's own token within what its
+    registration allows (units, templates, people by account id)."""
+    await access.require_send(s, body, token, rpc, settings.rpc_timeout_seconds)
     dispatcher: Dispatcher = request.app.state.dispatcher
     message, new = await messages.send_and_dispatch(s, body, sender, rpc, settings, dispatcher)
     if not new:
