@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tongban_auth.config import Settings
 from tongban_auth.issuance import ACCESS_TOKEN_TYPE
@@ -11,6 +12,7 @@ from tongban_auth.schemas import GrantType
 from tongban_kit.db import Database
 from tongban_kit.testing.recorder import EventRecorder
 
+from .conftest import mint_access_token
 from .helpers import event_about
 from .oauth_support import REVOKE, TOKEN, App, claims_of, make_grant, oauth_error, pkce, post, redeem, register
 
@@ -117,3 +119,16 @@ async def test_request_checks(
     oauth_error(r, 400, "invalid_request")
     oauth_error(await _exchange(client, backend, subject, audience="elsewhere"), 400, "invalid_target")
     oauth_error(await _exchange(client, web, subject), 400, "unauthorized_client")
+
+
+async def test_an_exchange_carries_no_scope_the_person_is_not_entitled_to(
+    client: httpx.AsyncClient, auth_app: FastAPI, auth_db: Database, auth_settings: Settings, web: App, backend: App
+) -> None:
+    # a token minted before the person's admin grant was withdrawn (the org service names no grant now)
+    grant, _ = await make_grant(auth_db, auth_settings, web, scopes=["openid", "user:read", "admin"])
+    subject = await mint_access_token(auth_app, grant.user_id, "user:read admin", gid=grant.id)
+    auth_app.state.oauth.issuer.forget_failures()
+    r = await _exchange(client, backend, subject, scope="user:read admin")
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == "user:read"
+    oauth_error(await _exchange(client, backend, subject, scope="admin"), 400, "invalid_scope")
