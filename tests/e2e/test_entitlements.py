@@ -7,6 +7,7 @@ entitlement again on each request. The README's "Who may do what" describes the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -62,11 +63,11 @@ def claims(token: str) -> dict[str, Any]:
 async def stack(pg_server: PgServer, nats_url: str, nats_namespace: str) -> AsyncIterator[Stack]:
     """The stack, and a token per kind of account asking for every API scope through demo-app."""
     async with running_stack(pg_server, nats_url, nats_namespace) as s:
-        for kind, login in KINDS.items():
-            if login is None:
-                s.tokens[kind] = await s.app_token(" ".join(API_SCOPES))
-            else:
-                s.tokens[kind] = await s.person_token(login, "openid " + " ".join(API_SCOPES))
+        asked = " ".join(API_SCOPES)
+        got = await asyncio.gather(
+            *(s.person_token(login, f"openid {asked}") if login else s.app_token(asked) for login in KINDS.values())
+        )
+        s.tokens.update(zip(KINDS, got, strict=True))
         yield s
 
 
