@@ -76,6 +76,7 @@ async def test_send_grants_are_managed_by_administrators_of_the_subtree(
     assert (await entitlements(rpc, "sw-staff")).send_units == [seeded["zj-hz-xh"]]
     listed = (await client.get(SEND_GRANTS, params={"principal": person})).json()
     assert [g["id"] for g in listed] == [grant["id"]]
+    assert_problem(await client.get(SEND_GRANTS, params={"principal": "a\x00b"}), 422)
     assert_problem(await client.delete(f"{SEND_GRANTS}/{grant['id']}", headers=DSJ_ADMIN), 403)
     assert (await client.delete(f"{SEND_GRANTS}/{grant['id']}", headers=ADMIN)).status_code == 204
     assert (await entitlements(rpc, "sw-staff")).send_units == []

@@ -13,14 +13,17 @@ from tongban_org.models import SendGrantCreate, SendGrantPublic
 
 router = APIRouter(prefix="/api/v1/orgs", tags=["admin"])
 RW = problem_responses(400, 401, 403, 404, 409, 422) | AUTH_RESPONSES
+#: what a principal (account or client id) and a unit id look like (no control characters reach the database)
+PRINCIPAL = r"^[A-Za-z0-9._:@-]+$"
+UNIT_ID = r"^[A-Za-z0-9_-]+$"
 
 
 @router.get("/send-grants", summary="List sending rights", responses=problem_responses(422) | AUTH_RESPONSES)
 async def list_send_grants(
     _reader: ReaderDep,
     s: SessionDep,
-    principal: Annotated[str | None, Query(max_length=100)] = None,
-    unit_id: Annotated[str | None, Query(max_length=36)] = None,
+    principal: Annotated[str | None, Query(max_length=100, pattern=PRINCIPAL)] = None,
+    unit_id: Annotated[str | None, Query(max_length=36, pattern=UNIT_ID)] = None,
 ) -> list[SendGrantPublic]:
     """Send grants, optionally of one principal or one unit (administrators may address their subtrees anyway)."""
     return await entitlements.list_send_grants(s, principal=principal, unit_id=unit_id)
