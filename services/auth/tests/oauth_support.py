@@ -29,7 +29,14 @@ from tongban_kit.nats import Bus
 from tongban_kit.outbound import OutboundPolicy
 from tongban_kit.outbox import utcnow
 from tongban_kit.rpc import RpcServer
-from tongban_org.contract import RPC_ADMIN_SCOPES, AdminScopesReply, AdminScopesRequest
+from tongban_org.contract import (
+    RPC_ADMIN_SCOPES,
+    RPC_ENTITLEMENTS,
+    AdminScopesReply,
+    AdminScopesRequest,
+    EntitlementsReply,
+    EntitlementsRequest,
+)
 from tongban_user.contract import (
     RPC_CONTACTS,
     RPC_GET_USERS,
@@ -258,7 +265,8 @@ def user_public(user_id: str, name: str, username: str | None) -> UserPublic:
 
 @asynccontextmanager
 async def directory(bus: Bus, data: Directory, *, org: bool = True) -> AsyncIterator[Directory]:
-    """Serve users-get and contacts-list (and admin-scopes) on the real NATS, as the user and org services would."""
+    """Serve users-get and contacts-list (and admin-scopes, entitlements) on the real NATS, as the user and org services
+    would."""
 
     async def get_users(req: GetUsersRequest) -> BaseModel:
         data.calls.append("users-get")
@@ -279,12 +287,20 @@ async def directory(bus: Bus, data: Directory, *, org: bool = True) -> AsyncIter
         data.calls.append("admin-scopes")
         return AdminScopesReply(all=False, unit_ids=data.admins.get(req.principal, []))
 
+    async def entitlements(req: EntitlementsRequest) -> BaseModel:
+        data.calls.append("entitlements")
+        units = data.admins.get(req.principal, [])
+        return EntitlementsReply(
+            admin_all=False, admin_units=units, send_all=False, send_units=units, member_units=units
+        )
+
     servers = [RpcServer(bus, "user", "0.0.0")]
     servers[0].add(RPC_GET_USERS, get_users)
     servers[0].add(RPC_CONTACTS, contacts)
     if org:
         servers.append(RpcServer(bus, "org", "0.0.0"))
         servers[1].add(RPC_ADMIN_SCOPES, admin_scopes)
+        servers[1].add(RPC_ENTITLEMENTS, entitlements)
     for srv in servers:
         await srv.start()
     try:

@@ -10,7 +10,14 @@ from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
 from tongban_auth import clients
-from tongban_auth.contract import RPC_WEB_ORIGINS, WebOriginsReply, WebOriginsRequest
+from tongban_auth.contract import (
+    RPC_CLIENT_ALLOWANCES,
+    RPC_WEB_ORIGINS,
+    AllowancesReply,
+    AllowancesRequest,
+    WebOriginsReply,
+    WebOriginsRequest,
+)
 from tongban_auth.models import Client
 from tongban_auth.schemas import ClientCreate
 from tongban_auth.seed import DEMO_APP_SECRET, DEMO_REDIRECT_URI
@@ -263,3 +270,19 @@ async def test_the_registry_answers_the_web_origins_of_active_clients_over_rpc(
     assert r.status_code == 200, r.text
     reply = await rpc.call(RPC_WEB_ORIGINS, WebOriginsRequest(), WebOriginsReply)
     assert "https://spa.example.gov.cn:8443" not in reply.origins
+
+
+async def test_the_registration_says_what_the_apps_own_token_may_send(client: httpx.AsyncClient, auth_app: Any) -> None:
+    r = await client.post(CLIENTS, json=app_body(), headers=ADMIN)
+    made = r.json()
+    assert (made["message_units"], made["message_templates"], made["message_to_accounts"]) == ([], [], False)
+    change = {"message_units": ["unit-1"], "message_templates": ["notice.general"], "message_to_accounts": True}
+    patched = await client.patch(f"{CLIENTS}/{made['client_id']}", json=change, headers=ADMIN)
+    assert patched.status_code == 200 and patched.json()["message_units"] == ["unit-1"], patched.text
+    for bad in ({"message_units": ["a b"]}, {"message_templates": ["Not A Code"]}, {"message_units": ["u", "u"]}):
+        assert_problem(await client.patch(f"{CLIENTS}/{made['client_id']}", json=bad, headers=ADMIN), 422)
+    rpc = RpcClient(auth_app.state.runtime.bus, timeout=3.0)
+    got = await rpc.call(RPC_CLIENT_ALLOWANCES, AllowancesRequest(client_id=made["client_id"]), AllowancesReply)
+    assert got.found and got.active and got.message_templates == ["notice.general"] and got.message_to_accounts
+    missing = await rpc.call(RPC_CLIENT_ALLOWANCES, AllowancesRequest(client_id="no-such-app"), AllowancesReply)
+    assert not missing.found and missing.message_units == []

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -17,6 +18,7 @@ from tongban_auth.grants import create_authorization_code
 from tongban_auth.models import AuthCode, ClientType, Grant, RefreshToken
 from tongban_auth.schemas import AuthMethod, GrantType
 from tongban_kit.db import Database
+from tongban_kit.ids import new_id
 from tongban_kit.outbox import utcnow
 from tongban_kit.testing.recorder import EventRecorder
 
@@ -26,7 +28,9 @@ from .oauth_support import (
     REDIRECT,
     TOKEN,
     App,
+    Directory,
     claims_of,
+    directory,
     make_grant,
     oauth_error,
     pkce,
@@ -247,3 +251,33 @@ async def test_request_errors(client: httpx.AsyncClient, web: App) -> None:
     oauth_error(await client.post(TOKEN, data={"grant_type": "x", "client_id": "a\x00b"}), 400, "invalid_request")
     r = await client.post(TOKEN, data={"grant_type": "x"}, auth=httpx.BasicAuth("a\x00b", "c"))
     oauth_error(r, 401, "invalid_client")
+
+
+async def test_a_person_gets_only_the_scopes_they_are_entitled_to(
+    client: httpx.AsyncClient, auth_app: FastAPI, auth_db: Database, auth_settings: Settings
+) -> None:
+    asked = ["openid", "user:read", "admin", "org:write", "message:send", "affairs:handle"]
+    app = await register(auth_db, scopes=asked)
+
+    async def redeemed(user_id: str) -> dict[str, object]:
+        verifier, challenge = pkce()
+        _, code = await make_grant(auth_db, auth_settings, app, scopes=asked, user_id=user_id, challenge=challenge)
+        r = await redeem(client, app, code, verifier)
+        assert r.status_code == 200, r.text
+        body: dict[str, object] = r.json()
+        return body
+
+    admin, citizen = new_id(), new_id()
+    # the org service does not answer: no entitlement-bearing scope is granted (fail closed), the rest is
+    auth_app.state.oauth.issuer.forget_failures()
+    assert (await redeemed(admin))["scope"] == "openid user:read"
+    data = Directory(admins={admin: ["unit-a"]})
+    async with directory(auth_app.state.runtime.bus, data):
+        auth_app.state.oauth.issuer.forget_failures()
+        granted = await redeemed(admin)
+        assert granted["scope"] == " ".join(asked)
+        jwks = (await client.get("/oauth2/jwks")).json()
+        assert claims_of(str(granted["access_token"]), jwks)["admin_units"] == ["unit-a"]
+        # someone the org service names in no grant gets the scopes open to everyone, without an error
+        assert (await redeemed(citizen))["scope"] == "openid user:read"
+    assert "entitlements" in data.calls

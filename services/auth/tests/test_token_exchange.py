@@ -17,6 +17,7 @@ from tongban_kit.testing.helpers import eventually
 from tongban_kit.testing.recorder import EventRecorder
 from tongban_kit.tokens import InvalidToken, TokenVerifier
 
+from .conftest import mint_access_token
 from .helpers import event_about
 from .oauth_support import (
     INTROSPECT,
@@ -206,3 +207,16 @@ async def test_a_verifier_following_revocations_refuses_the_exchanged_token(
         assert await eventually(refused, timeout=10, what="the exchanged token refused by a following verifier")
     finally:
         await feed.stop()
+
+
+async def test_an_exchange_carries_no_scope_the_person_is_not_entitled_to(
+    client: httpx.AsyncClient, auth_app: FastAPI, auth_db: Database, auth_settings: Settings, web: App, backend: App
+) -> None:
+    # a token minted before the person's admin grant was withdrawn (the org service names no grant now)
+    grant, _ = await make_grant(auth_db, auth_settings, web, scopes=["openid", "user:read", "admin"])
+    subject = await mint_access_token(auth_app, grant.user_id, "user:read admin", gid=grant.id)
+    auth_app.state.oauth.issuer.forget_failures()
+    r = await _exchange(client, backend, subject, scope="user:read admin")
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == "user:read"
+    oauth_error(await _exchange(client, backend, subject, scope="admin"), 400, "invalid_scope")

@@ -19,9 +19,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+import tongban_auth.__main__
 import tongban_message.__main__
 import tongban_org.__main__
 import tongban_user.__main__
+from tongban_auth import clients as client_registry
+from tongban_auth.config import Settings as AuthSettings
+from tongban_auth.main import create_app as create_auth_app
+from tongban_auth.schemas import ClientCreate
+from tongban_auth.seed import seed as seed_auth
 from tongban_kit.bearer import BearerAuth
 from tongban_kit.db import run_migrations
 from tongban_kit.nats import StreamSpec, connect
@@ -123,6 +129,49 @@ async def user_app(pg_server: PgServer, nats_url: str, nats_namespace: str, org_
         await pg_server.drop_database(name)
 
 
+#: apps registered for the tests besides the demo ones: another app that may send anything anywhere, and one that
+#: may send only notice.general to the 杭州市 subtree (its unit id is filled in when the org seed is known)
+OTHER_APP_ID = "other-app"
+NARROW_APP_ID = "narrow-app"
+
+
+@pytest.fixture(scope="module")
+async def auth_app(pg_server: PgServer, nats_url: str, nats_namespace: str, org_app: FastAPI) -> AsyncIterator[FastAPI]:
+    """The auth service (what an app's own token may send, over RPC), with the demo clients and two more."""
+    name, url = await _migrated(pg_server, tongban_auth.__main__.MIGRATIONS)
+    settings = AuthSettings(
+        environment="test",
+        database_url=url,
+        nats_url=nats_url,
+        nats_namespace=nats_namespace,
+        key_encryption_key=secrets.token_urlsafe(32),
+        rsa_key_bits=2048,
+        log_json=False,
+        log_level="WARNING",
+    )
+    app = create_auth_app(settings)
+    units = org_app.state.seed_units
+    try:
+        async with app.router.lifespan_context(app):
+            await seed_auth(app.state.runtime.db, settings)
+            async with app.state.runtime.db.session() as s:
+                for client_id, extra in (
+                    (OTHER_APP_ID, {"message_units": ["*"], "message_templates": ["*"], "message_to_accounts": True}),
+                    (NARROW_APP_ID, {"message_units": [units["zj-hz"]], "message_templates": ["notice.general"]}),
+                ):
+                    body = ClientCreate(
+                        client_id=client_id,
+                        name=client_id,
+                        grant_types=["client_credentials"],  # type: ignore[list-item]
+                        scopes=["message:send"],
+                        **extra,  # type: ignore[arg-type]
+                    )
+                    await client_registry.register(s, body, actor="test", loopback_allowed=True)
+            yield app
+    finally:
+        await pg_server.drop_database(name)
+
+
 class MailServer:
     """A real SMTP server (aiosmtpd, in its own thread) that keeps what it receives; it can refuse the next N."""
 
@@ -172,6 +221,7 @@ async def message_app(
     nats_namespace: str,
     org_app: FastAPI,
     user_app: FastAPI,
+    auth_app: FastAPI,
     mail_server: MailServer,
     message_settings: dict[str, Any],
 ) -> AsyncIterator[FastAPI]:

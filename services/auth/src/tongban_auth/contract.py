@@ -156,6 +156,35 @@ RPC_WEB_ORIGINS = RpcSpec(
     "The web origins of the active clients (the gateway's CORS allow-list).",
 )
 
+
+class AllowancesRequest(BaseModel):
+    """Request of auth.rpc.clients.allowances: what may this client's own token do?"""
+
+    client_id: str = Field(min_length=1, max_length=100)
+
+
+class AllowancesReply(BaseModel):
+    """A client's registration as far as other services check it (an unknown client: found false, nothing allowed)."""
+
+    client_id: str
+    found: bool
+    active: bool = False
+    scopes: list[str] = Field(default_factory=list)
+    message_units: list[str] = Field(
+        default_factory=list, description="roots of org subtrees its own token may send to; `*`: all"
+    )
+    message_templates: list[str] = Field(default_factory=list, description="template codes it may send; `*`: any")
+    message_to_accounts: bool = Field(False, description="its own token may send to people by account id")
+
+
+RPC_CLIENT_ALLOWANCES = RpcSpec(
+    "clients-allowances",
+    "auth.rpc.clients.allowances",
+    AllowancesRequest,
+    AllowancesReply,
+    "What a client's own token may do by its registration (the message service checks sends with it).",
+)
+
 CONTRACT = ServiceContract(
     name="auth",
     version=VERSION,
@@ -174,7 +203,7 @@ CONTRACT = ServiceContract(
         TOKEN_REVOKED,
         SESSION_ENDED,
     ),
-    rpcs=(RPC_WEB_ORIGINS,),
+    rpcs=(RPC_WEB_ORIGINS, RPC_CLIENT_ALLOWANCES),
     consumers=(
         ConsumerSpec(
             "auth-backchannel-logout",

@@ -8,7 +8,8 @@ to the client with an authorization code (or, for `prompt=none`, with `login_req
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -56,10 +57,24 @@ def session_satisfies(it: Interaction, session: LoginSession | None, settings: S
     return None
 
 
+#: the scopes of a request a person is entitled to (`TokenIssuer.person_scopes` without the entitlements)
+Entitled = Callable[[str, list[str]], Awaitable[list[str]]]
+
+
 async def next_step(
-    s: AsyncSession, it: Interaction, session: LoginSession | None, settings: Settings, *, account_url: str
+    s: AsyncSession,
+    it: Interaction,
+    session: LoginSession | None,
+    settings: Settings,
+    *,
+    account_url: str,
+    entitled: Entitled | None = None,
 ) -> Show | Done:
-    """The next step of the interaction for the browser's current session (which may be None)."""
+    """The next step of the interaction for the browser's current session (which may be None).
+
+    Once the person is known, the request's scopes shrink to those they are entitled to (`entitled`): the consent
+    page lists only those and the code carries only those.
+    """
     req = it.request
     lacking = session_satisfies(it, session, settings)
     if lacking is not None:
@@ -73,6 +88,8 @@ async def next_step(
     assert session is not None
     if req is None:
         return Done(account_url)
+    if entitled is not None:
+        req = it.request = replace(req, scopes=await entitled(session.user_id, list(req.scopes)))
     already = await consents.approved(s, session.user_id, req.client_id)
     missing = consents.needs_consent(req.scopes, already)
     if missing or ("consent" in req.prompt and not it.consent_done):

@@ -176,9 +176,12 @@ class TokenEndpoint:
             grant = await s.get(Grant, row.grant_id)
             if grant is None or grant.revoked_at is not None or grant.expires_at <= utcnow():
                 raise invalid_grant("the authorization behind this code is no longer valid")
-            scopes = list(row.scopes)
-            access = await self.issuer.access_token(client, sub=grant.user_id, scopes=scopes, grant=grant)
-            refresh = await self._new_refresh(s, client, grant, scopes)
+            # entitlements may have been withdrawn since consent: ask again
+            scopes, entitled = await self.issuer.person_scopes(grant.user_id, row.scopes)
+            access = await self.issuer.access_token(
+                client, sub=grant.user_id, scopes=scopes, grant=grant, entitled=entitled
+            )
+            refresh = await self._new_refresh(s, client, grant, list(row.scopes))
             id_token = None
             if "openid" in scopes:
                 id_token = await self.issuer.id_token(
@@ -292,8 +295,13 @@ class TokenEndpoint:
             )
             if not rotated.rowcount:  # used concurrently: the second presentation is a reuse
                 await self._refresh_reused(s, row)
-            token_scopes = requested if requested is not None else scopes
-            access = await self.issuer.access_token(client, sub=grant.user_id, scopes=token_scopes, grant=grant)
+            # a refreshed token never regains a withdrawn entitlement: the person's entitlements are asked again
+            token_scopes, entitled = await self.issuer.person_scopes(
+                grant.user_id, requested if requested is not None else scopes
+            )
+            access = await self.issuer.access_token(
+                client, sub=grant.user_id, scopes=token_scopes, grant=grant, entitled=entitled
+            )
             new_value, new_digest = new_opaque_token()
             s.add(
                 RefreshToken(
@@ -371,7 +379,7 @@ class TokenEndpoint:
             raise invalid_grant("subject_token must be a token issued to a person")
         available = [sc for sc in subject.scopes if sc in client.scopes]
         wanted = requested if requested is not None else sorted(subject.scopes)
-        scopes = [sc for sc in wanted if sc in available]
+        scopes, entitled = await self.issuer.person_scopes(subject.sub, [sc for sc in wanted if sc in available])
         if not scopes:
             raise OAuthError("invalid_scope", "no requested scope is held by both the subject token and the client")
         act: dict[str, Any] = {"sub": client.client_id}
@@ -390,7 +398,13 @@ class TokenEndpoint:
             SUBJECT_JTIS: [*subject.subject_jtis, subject.jti],
         }
         access = await self.issuer.access_token(
-            client, sub=subject.sub, scopes=scopes, session=session, act=act, not_after=int(subject.exp)
+            client,
+            sub=subject.sub,
+            scopes=scopes,
+            session=session,
+            act=act,
+            not_after=int(subject.exp),
+            entitled=entitled,
         )
         await self.events.record(issued_event(access, grant_type=GrantType.token_exchange.value))
         return TokenResponse(access, issued_token_type=ACCESS_TOKEN_TYPE)

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tongban_auth.config import Settings
 from tongban_auth.contract import TOKEN_ISSUED, TokenIssued
+from tongban_auth.entitlements import Entitlements, narrow
 from tongban_auth.models import Client, Grant
 from tongban_auth.tokens import Signer
 from tongban_auth.userinfo import user_claims
@@ -25,7 +26,14 @@ from tongban_kit.events import CloudEvent, make_event
 from tongban_kit.ids import new_id
 from tongban_kit.outbox import add_event, add_events
 from tongban_kit.rpc import RpcClient, RpcError
-from tongban_org.contract import RPC_ADMIN_SCOPES, AdminScopesReply, AdminScopesRequest
+from tongban_org.contract import (
+    RPC_ADMIN_SCOPES,
+    RPC_ENTITLEMENTS,
+    AdminScopesReply,
+    AdminScopesRequest,
+    EntitlementsReply,
+    EntitlementsRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +153,13 @@ class TokenIssuer:
         session: dict[str, Any] | None = None,
         act: dict[str, Any] | None = None,
         not_after: int | None = None,
+        entitled: Entitlements | None = None,
     ) -> AccessToken:
-        """Sign an RFC 9068 access token for `sub`; user-session claims come from `grant` (or `session`)."""
+        """Sign an RFC 9068 access token for `sub`; user-session claims come from `grant` (or `session`).
+
+        `entitled` (a person's entitlements, already applied to `scopes`) gives the `admin_units` claim without
+        asking the org service again.
+        """
         scope_list = list(dict.fromkeys(scopes))
         now = int(time.time())
         exp = now + min(client.access_token_lifetime, MAX_ACCESS_TOKEN_SECONDS)
@@ -170,11 +183,37 @@ class TokenIssuer:
             claims.update({k: v for k, v in session.items() if v is not None})
         if act is not None:
             claims["act"] = act
-        if "admin" in scope_list:
+        if "admin" in scope_list and entitled is not None:
+            claims["admin_units"] = [ALL_UNITS] if entitled.admin_all else list(entitled.admin_units)
+        elif "admin" in scope_list:
             units = await self.admin_units(sub)
             if units is not None:
                 claims["admin_units"] = units
         return AccessToken(await self.signer.sign(claims, typ="at+jwt"), claims)
+
+    async def entitlements(self, principal: str) -> Entitlements | None:
+        """A person's entitlements from the org service; None when it is silent (then none are granted)."""
+        rpc = self._rpc_for("org")
+        if rpc is None:
+            log.warning("entitlements unknown: the org service is not answering; granting none")
+            return None
+        try:
+            reply = await rpc.call(
+                RPC_ENTITLEMENTS, EntitlementsRequest(principal=principal), EntitlementsReply, timeout=self.rpc_timeout
+            )
+        except RpcError as exc:
+            self._failed("org")
+            log.warning("entitlements unknown: the org service did not answer (%s); granting none", exc)
+            return None
+        return Entitlements.of(reply)
+
+    async def person_scopes(self, principal: str, scopes: Iterable[str]) -> tuple[list[str], Entitlements | None]:
+        """The scopes of `scopes` a person is entitled to, and their entitlements (asked only when it matters)."""
+        wanted = list(scopes)
+        if narrow(wanted, None) == wanted:  # nothing entitlement-bearing asked: no need to ask the org service
+            return wanted, None
+        entitled = await self.entitlements(principal)
+        return narrow(wanted, entitled), entitled
 
     async def admin_units(self, principal: str) -> list[str] | None:
         """Roots of the org subtrees `principal` administers (`["*"]`: all), or None when the org service is silent."""

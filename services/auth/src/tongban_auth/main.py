@@ -12,7 +12,16 @@ from tongban_auth import clients as client_registry
 from tongban_auth import credentials, interaction, keys, logout, otp
 from tongban_auth.api.routes import clients, discovery, oauth, registration, signin
 from tongban_auth.config import Settings
-from tongban_auth.contract import CONTRACT, RPC_WEB_ORIGINS, WebOriginsReply, WebOriginsRequest
+from tongban_auth.contract import (
+    CONTRACT,
+    RPC_CLIENT_ALLOWANCES,
+    RPC_WEB_ORIGINS,
+    AllowancesReply,
+    AllowancesRequest,
+    WebOriginsReply,
+    WebOriginsRequest,
+)
+from tongban_auth.models import Client, ClientStatus
 from tongban_auth.tokens import Signer
 from tongban_auth.web import Pages
 from tongban_kit.app import Runtime, create_service_app
@@ -51,7 +60,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with rt.db.read_session() as s:
                 return WebOriginsReply(origins=await client_registry.web_origins(s))
 
-        return {RPC_WEB_ORIGINS.name: web_origins}
+        async def allowances(req: AllowancesRequest) -> AllowancesReply:
+            async with rt.db.read_session() as s:
+                c = await s.get(Client, req.client_id)
+            if c is None:
+                return AllowancesReply(client_id=req.client_id, found=False)
+            return AllowancesReply(
+                client_id=c.client_id,
+                found=True,
+                active=c.status == ClientStatus.active,
+                scopes=list(c.scopes),
+                message_units=list(c.message_units),
+                message_templates=list(c.message_templates),
+                message_to_accounts=c.message_to_accounts,
+            )
+
+        return {RPC_WEB_ORIGINS.name: web_origins, RPC_CLIENT_ALLOWANCES.name: allowances}
 
     app = create_service_app(
         settings,

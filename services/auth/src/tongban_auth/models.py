@@ -82,6 +82,10 @@ class Client(SQLModel, table=True):
     backchannel_logout_uri: str | None = Field(default=None, sa_column=Column(String(2000)))
     jwks: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     jwks_uri: str | None = Field(default=None, sa_column=Column(String(2000)))
+    #: what the app's own token may send: roots of org subtrees (`*`: all), template codes (`*`: any), account ids
+    message_units: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    message_templates: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    message_to_accounts: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
     token_endpoint_auth_method: str = Field(sa_column=Column(String(40), nullable=False))
     require_pkce: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
     secret_hash: str | None = Field(default=None, sa_column=Column(String(200)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -36,6 +37,9 @@ USER_SCOPES = frozenset({"openid", "profile", "email", "phone", "offline_access"
 API_SCOPES = tuple(s for s in SCOPES if s not in USER_SCOPES)
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,99}$"
+#: an org unit id (or `*`) and a message template code (or `*`), as the org and message services write them
+UNIT_ID = re.compile(r"\*|[A-Za-z0-9_-]{1,36}")
+TEMPLATE_CODE = re.compile(r"\*|[a-z0-9][a-z0-9._-]{1,99}")
 MAX_URIS = 20
 
 
@@ -100,6 +104,30 @@ class ClientFields(BaseModel):
     backchannel_logout_uri: str | None = Field(None, max_length=2000)
     jwks: dict[str, Any] | None = Field(None, description="public keys for private_key_jwt")
     jwks_uri: str | None = Field(None, max_length=2000, description="where the public keys for private_key_jwt are")
+    message_units: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="org units whose subtrees the app's own token (client credentials) may send messages to; "
+        "`*`: every unit",
+    )
+    message_templates: list[str] = Field(
+        default_factory=list, max_length=100, description="template codes the app's own token may send; `*`: any"
+    )
+    message_to_accounts: bool = Field(False, description="the app's own token may send to people by account id")
+
+    @field_validator("message_units")
+    @classmethod
+    def _message_units(cls, value: list[str]) -> list[str]:
+        if any(not UNIT_ID.fullmatch(u) for u in value):
+            raise ValueError("message_units holds unit ids (or `*`)")
+        return _unique(value, "message_units")
+
+    @field_validator("message_templates")
+    @classmethod
+    def _message_templates(cls, value: list[str]) -> list[str]:
+        if any(not TEMPLATE_CODE.fullmatch(t) for t in value):
+            raise ValueError("message_templates holds template codes (or `*`)")
+        return _unique(value, "message_templates")
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
@@ -209,6 +237,9 @@ class ClientUpdate(BaseModel):
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
     require_pkce: bool | None = None
+    message_units: list[str] | None = None
+    message_templates: list[str] | None = None
+    message_to_accounts: bool | None = None
 
 
 class ClientPublic(BaseModel):
@@ -228,6 +259,9 @@ class ClientPublic(BaseModel):
     backchannel_logout_uri: str | None = None
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
+    message_units: list[str] = Field(default_factory=list)
+    message_templates: list[str] = Field(default_factory=list)
+    message_to_accounts: bool = False
     token_endpoint_auth_method: AuthMethod
     require_pkce: bool
     has_secret: bool

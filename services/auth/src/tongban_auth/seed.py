@@ -30,6 +30,10 @@ DEMO_CLIENTS = [
         token_endpoint_auth_method=AuthMethod.client_secret_basic,
         grant_types=[GrantType.client_credentials, GrantType.authorization_code, GrantType.refresh_token],
         scopes=[*USER_SCOPES, *API_SCOPES],
+        # its own token sends any template (but the system ones) to any unit and to people by account id
+        message_units=["*"],
+        message_templates=["*"],
+        message_to_accounts=True,
         redirect_uris=[DEMO_REDIRECT_URI],
         post_logout_redirect_uris=["http://127.0.0.1:8765/"],
     ),

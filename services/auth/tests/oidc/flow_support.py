@@ -29,7 +29,7 @@ from tongban_kit.testing.serve import serve
 from .conftest import Stack
 
 PASSWORD = DEMO_PASSWORD
-SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
+SCOPES = ["openid", "profile", "email", "phone", "offline_access", "message:read", "admin"]
 
 
 @dataclass

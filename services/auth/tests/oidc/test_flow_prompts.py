@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from urllib.parse import urlencode
 
@@ -227,3 +228,24 @@ async def test_mfa_asked_of_a_person_without_a_second_factor_is_reported_to_the_
             assert q["error"] == "unmet_authentication_requirements", q
     finally:
         stack.auth.state.otp_deliverer = deliverer
+
+
+async def test_the_consent_page_lists_only_the_scopes_the_person_is_entitled_to(stack: Stack, rp: RelyingParty) -> None:
+    client, b = browser(rp)
+    async with client:
+        app = App(stack, rp)
+        page = await login(b, await b.open(app.url("openid profile admin message:read")), "demo-citizen")
+        assert isinstance(page, Page) and has_form(page, "/oauth2/consent")
+        listed = re.findall(r'<code class="scope-name">([^<]+)</code>', page.text)
+        assert listed == ["openid", "profile", "message:read"]
+        tokens = await app.redeem(await approve(b, page))
+        assert tokens["scope"].split() == ["openid", "profile", "message:read"]
+        # an administrator of the whole tree is asked for admin, and gets it
+        client2, b2 = browser(rp)
+        async with client2:
+            app = App(stack, rp)
+            page = await login(b2, await b2.open(app.url("openid admin")), "demo-admin")
+            assert isinstance(page, Page)
+            assert re.findall(r'<code class="scope-name">([^<]+)</code>', page.text) == ["openid", "admin"]
+            tokens = await app.redeem(await approve(b2, page))
+            assert tokens["scope"].split() == ["openid", "admin"]

@@ -76,7 +76,10 @@ class Sender:
 
     client_id: str
     sub: str | None
-    admin: bool = False
+
+    def owns(self, message: Message) -> bool:
+        """Whether this sender sent `message` (the same app and the same person, or the app's own token again)."""
+        return message.sender_client_id == self.client_id and message.sender_sub == self.sub
 
 
 async def recipients_of(to: Recipients, rpc: RpcClient, *, limit: int, timeout: float) -> list[str]:
@@ -136,7 +139,9 @@ async def _template(s: AsyncSession, body: MessageCreate) -> Template:
 async def _existing(s: AsyncSession, sender: Sender, reference: str | None) -> Message | None:
     if reference is None:
         return None
-    stmt = select(Message).where(Message.sender_client_id == sender.client_id, Message.reference == reference)
+    # references are the sender's own: another person of the same app (or the app itself) never collides
+    same_sub = col(Message.sender_sub).is_(None) if sender.sub is None else col(Message.sender_sub) == sender.sub
+    stmt = select(Message).where(Message.sender_client_id == sender.client_id, same_sub, Message.reference == reference)
     return (await s.exec(stmt)).first()
 
 
@@ -417,9 +422,9 @@ def to_public(m: Message, counts: dict[str, int] | None = None) -> MessagePublic
 
 
 async def get_message(s: AsyncSession, message_id: str, sender: Sender) -> MessagePublic:
-    """A message with how many recipients opened it; only its sending app (or an administrator) sees it."""
+    """A message with how many recipients opened it; only its sender (the app and the person using it) sees it."""
     message = await s.get(Message, message_id)
-    if message is None or not (sender.admin or message.sender_client_id == sender.client_id):
+    if message is None or not sender.owns(message):
         raise Problem(404, f"no message {message_id}", type="not-found")
     return to_public(message, await _counts(s, message_id))
 
@@ -427,7 +432,7 @@ async def get_message(s: AsyncSession, message_id: str, sender: Sender) -> Messa
 async def deliveries(
     s: AsyncSession, message_id: str, sender: Sender, *, limit: int, cursor: str | None
 ) -> Page[DeliveryStatusPublic]:
-    """A message's deliveries, one per recipient, addresses masked; only its sending app (or an administrator)."""
+    """A message's deliveries, one per recipient, addresses masked; only its sender sees them."""
     await get_message(s, message_id, sender)
     after = decode_cursor(cursor)
     stmt = select(Delivery).where(Delivery.message_id == message_id).order_by(col(Delivery.id)).limit(limit + 1)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, model_validator
 from pydantic import Field as PField
-from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from tongban_kit.db import UtcDateTime
@@ -74,8 +74,19 @@ class Message(SQLModel, table=True):
     """One send: a template version, its personalisation, who sent it and to how many recipients."""
 
     __tablename__ = "message_message"
+    #: a reference is the sender's own: the app (client id) and the person using it (no one for the app's own token:
+    #: NULLs count as equal there so the app's own references stay unique; SQLite, for development, cannot say so)
     __table_args__ = (
-        UniqueConstraint("sender_client_id", "reference", name="uq_message_message_reference"),
+        Index(
+            "uq_message_message_sender_reference",
+            "sender_client_id",
+            "sender_sub",
+            "reference",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+            postgresql_where=text("reference IS NOT NULL"),
+            sqlite_where=text("reference IS NOT NULL"),
+        ),
         Index("ix_message_message_fanout", "status", "claimed_until"),
     )
 

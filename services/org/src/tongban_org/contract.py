@@ -8,7 +8,7 @@ from tongban_kit.app import ServiceContract
 from tongban_kit.events import EventSpec
 from tongban_kit.nats import StreamSpec
 from tongban_kit.rpc import RpcSpec
-from tongban_org.models import MembershipPublic, UnitPublic
+from tongban_org.models import MembershipPublic, SendGrantPublic, UnitPublic
 
 VERSION = "0.1.0"
 
@@ -83,6 +83,21 @@ MEMBERSHIP_UPDATED = EventSpec(
     "org.membership.updated.v1", MembershipUpdated, "A membership's title, primary or leader flag changed."
 )
 MEMBERSHIP_REMOVED = EventSpec("org.membership.removed.v1", MembershipRemoved, "A user left a unit.")
+
+
+class SendGrantChanged(BaseModel):
+    """Payload of org.send_grant.added.v1 and org.send_grant.removed.v1."""
+
+    grant: SendGrantPublic
+    actor: str | None = None
+
+
+SEND_GRANT_ADDED = EventSpec(
+    "org.send_grant.added.v1", SendGrantChanged, "A principal may now send messages to the members of a subtree."
+)
+SEND_GRANT_REMOVED = EventSpec(
+    "org.send_grant.removed.v1", SendGrantChanged, "A sending right to a subtree was withdrawn."
+)
 
 
 # --- RPC messages ---
@@ -178,6 +193,40 @@ class AdministeredReply(BaseModel):
     more: bool = Field(description="whether a further page follows (ask again with `after`)")
 
 
+class EntitlementsRequest(BaseModel):
+    """What may a principal (an account id) do, by the grants of the organisation directory?"""
+
+    principal: str = Field(min_length=1, max_length=100)
+
+
+class EntitlementsReply(BaseModel):
+    """A principal's entitlements: administration (分级授权), sending rights, memberships (staff)."""
+
+    admin_all: bool = Field(description="administers the whole tree")
+    admin_units: list[str] = Field(description="roots of the subtrees administered (every root for admin_all)")
+    send_all: bool = Field(description="may send messages to everyone in the tree")
+    send_units: list[str] = Field(
+        description="roots of the subtrees whose members the principal may address: those it administers and "
+        "those of its send grants"
+    )
+    member_units: list[str] = Field(description="active units the principal is a member of (staff)")
+
+
+class AddressCheckRequest(BaseModel):
+    """Do a unit and some people lie inside the subtrees at `roots` (`*`: the whole tree)?"""
+
+    roots: list[str] = Field(max_length=1000)
+    unit_id: str | None = Field(None, min_length=1, max_length=36)
+    user_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class AddressCheckReply(BaseModel):
+    """Whether the unit lies in one of the subtrees (None: no unit asked) and which people are members of none."""
+
+    unit_inside: bool | None = None
+    users_outside: list[str]
+
+
 RPC_GET_UNITS = RpcSpec("units-get", "org.rpc.units.get", GetUnitsRequest, UnitsReply, "Get units by id.")
 RPC_ANCESTORS = RpcSpec(
     "units-ancestors",
@@ -215,6 +264,21 @@ RPC_ADMINISTERED = RpcSpec(
     "People a principal administers (分级授权), paginated.",
 )
 
+RPC_ENTITLEMENTS = RpcSpec(
+    "entitlements",
+    "org.rpc.entitlements",
+    EntitlementsRequest,
+    EntitlementsReply,
+    "What a principal is entitled to: administered subtrees, subtrees it may address, its units.",
+)
+RPC_ADDRESS_CHECK = RpcSpec(
+    "address-check",
+    "org.rpc.address.check",
+    AddressCheckRequest,
+    AddressCheckReply,
+    "Whether a unit and people lie inside given subtrees (what a sender may address).",
+)
+
 CONTRACT = ServiceContract(
     name="org",
     version=VERSION,
@@ -228,6 +292,17 @@ CONTRACT = ServiceContract(
         MEMBERSHIP_ADDED,
         MEMBERSHIP_UPDATED,
         MEMBERSHIP_REMOVED,
+        SEND_GRANT_ADDED,
+        SEND_GRANT_REMOVED,
     ),
-    rpcs=(RPC_GET_UNITS, RPC_ANCESTORS, RPC_MEMBERS, RPC_CONTAINS_USER, RPC_ADMIN_SCOPES, RPC_ADMINISTERED),
+    rpcs=(
+        RPC_GET_UNITS,
+        RPC_ANCESTORS,
+        RPC_MEMBERS,
+        RPC_CONTAINS_USER,
+        RPC_ADMIN_SCOPES,
+        RPC_ADMINISTERED,
+        RPC_ENTITLEMENTS,
+        RPC_ADDRESS_CHECK,
+    ),
 )

@@ -12,7 +12,7 @@ from tongban_kit.app import Runtime, create_service_app
 from tongban_kit.bearer import BearerAuth, bearer_from_settings
 from tongban_kit.contracts import ServiceDescriptor
 from tongban_org import rpc
-from tongban_org.api.routes import memberships, units
+from tongban_org.api.routes import memberships, send_grants, units
 from tongban_org.cache import UnitCache
 from tongban_org.config import Settings
 from tongban_org.contract import CONTRACT
@@ -25,7 +25,7 @@ TAGS = [
         "description": "The organisation tree: province → city → county → township; departments.",
     },
     {"name": "memberships", "description": "Posts of users in units."},
-    {"name": "admin", "description": "Delegated administration of subtrees (分级授权)."},
+    {"name": "admin", "description": "Delegated administration of subtrees (分级授权) and sending rights."},
     {"name": "ops", "description": "Health, readiness and metrics."},
 ]
 
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, *, bearer: BearerAuth | None = 
     app = create_service_app(
         settings,
         CONTRACT,
-        routers=[units.router, memberships.router],
+        routers=[units.router, memberships.router, send_grants.router],
         title="Tongban organisation service",
         summary="组织体系: units, tree, memberships, delegated admin",
         rpc_handlers=rpc_handlers,

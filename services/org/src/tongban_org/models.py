@@ -309,3 +309,33 @@ class AdminGrantPublic(BaseModel):
     unit_id: str
     created_by: str | None
     created_at: datetime
+
+
+class SendGrantCreate(BaseModel):
+    """Body of letting a principal address messages to the members of a subtree."""
+
+    principal: str = PField(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:@-]+$")
+    unit_id: str = PField(min_length=1, max_length=36)
+
+
+class SendGrant(SQLModel, table=True):
+    """A principal may send messages to the members of the subtree rooted at `unit_id` (a sending right)."""
+
+    __tablename__ = "org_send_grant"
+    __table_args__ = (UniqueConstraint("principal", "unit_id", name="uq_org_send_grant"),)
+
+    id: str = Field(default_factory=new_id, sa_column=Column(String(36), primary_key=True))
+    principal: str = Field(sa_column=Column(String(100), nullable=False, index=True))
+    unit_id: str = Field(sa_column=Column(String(36), ForeignKey("org_unit.id"), nullable=False))
+    created_by: str | None = Field(default=None, sa_column=Column(String(100)))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class SendGrantPublic(BaseModel):
+    """A sending right as the API returns it."""
+
+    id: str
+    principal: str
+    unit_id: str
+    created_by: str | None
+    created_at: datetime

@@ -8,11 +8,14 @@ from typing import Any
 from sqlmodel import col, select
 
 from tongban_kit.app import Runtime
+from tongban_org import entitlements as ent
 from tongban_org import memberships as ms
 from tongban_org import reach, tree
 from tongban_org.cache import UnitCache
 from tongban_org.config import Settings
 from tongban_org.contract import (
+    AddressCheckReply,
+    AddressCheckRequest,
     AdministeredReply,
     AdministeredRequest,
     AdminScopesReply,
@@ -20,6 +23,8 @@ from tongban_org.contract import (
     AncestorsRequest,
     ContainsUserReply,
     ContainsUserRequest,
+    EntitlementsReply,
+    EntitlementsRequest,
     GetUnitsRequest,
     ListMembersRequest,
     MembersReply,
@@ -79,8 +84,18 @@ def handlers(rt: Runtime, cache: UnitCache) -> dict[str, Callable[[Any], Awaitab
             ids = await reach.administered(s, roots=paths, protected=protected, after=req.after, limit=req.limit + 1)
         return AdministeredReply(all=False, user_ids=ids[: req.limit], more=len(ids) > req.limit)
 
+    async def entitlements(req: EntitlementsRequest) -> EntitlementsReply:
+        async with db.read_session() as s:
+            return await ent.entitlements(s, principal=req.principal, bootstrap_admins=settings.bootstrap_admins)
+
+    async def address_check(req: AddressCheckRequest) -> AddressCheckReply:
+        async with db.read_session() as s:
+            return await ent.address_check(s, roots=req.roots, unit_id=req.unit_id, user_ids=req.user_ids)
+
     return {
         "units-get": get_units,
+        "entitlements": entitlements,
+        "address-check": address_check,
         "units-ancestors": ancestors,
         "members-list": members,
         "subtree-contains-user": contains_user,

@@ -10,6 +10,7 @@ from tongban_kit.db import Database
 from tongban_kit.demo import DEMO_STAFF, demo_user_id
 from tongban_org import tree
 from tongban_org.authz import Principal
+from tongban_org.entitlements import create_send_grant
 from tongban_org.memberships import add_membership, create_grant
 from tongban_org.models import (
     AdminGrant,
@@ -17,6 +18,8 @@ from tongban_org.models import (
     Level,
     Membership,
     MembershipCreate,
+    SendGrant,
+    SendGrantCreate,
     Unit,
     UnitCreate,
     UnitType,
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 #: demo delegated administrators: username → seed key of the subtree they administer (granted to the account id,
 #: the `sub` of their access tokens; `demo-admin` administers the whole tree through `bootstrap_admins`)
 DEMO_GRANTS = {"hz-admin": "zj-hz", "dsj-admin": "zj-dsj"}
+#: demo sending rights: username → seed key of the subtree whose members they may address (administrators may
+#: address the subtrees they administer without one)
+DEMO_SEND_GRANTS = {"demo-staff": "zj-dsj"}
 
 
 async def seed(db: Database) -> dict[str, str]:
@@ -65,6 +71,12 @@ async def seed(db: Database) -> dict[str, str]:
             have = (await s.exec(select(AdminGrant).where(col(AdminGrant.principal) == principal))).first()
             if have is None:
                 await create_grant(s, data=AdminGrantCreate(principal=principal, unit_id=ids[key]), principal=system)
+        for username, key in DEMO_SEND_GRANTS.items():
+            principal = demo_user_id(username)
+            have_s = (await s.exec(select(SendGrant).where(col(SendGrant.principal) == principal))).first()
+            if have_s is None:
+                data = SendGrantCreate(principal=principal, unit_id=ids[key])
+                await create_send_grant(s, data=data, principal=system)
         for username, (_name, key, title, leader) in DEMO_STAFF.items():
             uid = demo_user_id(username)
             have_m = (await s.exec(select(Membership).where(col(Membership.user_id) == uid))).first()

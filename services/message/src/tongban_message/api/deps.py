@@ -10,6 +10,7 @@ from fastapi.security import HTTPBearer
 from tongban_kit.bearer import Principal, app_requires
 from tongban_kit.problems import Problem, problem_responses
 from tongban_kit.rpc import RpcClient
+from tongban_message import access
 from tongban_message.config import Settings
 from tongban_message.messages import Sender
 
@@ -19,7 +20,8 @@ ADMIN_SCOPE = "admin"
 BEARER_DOC = HTTPBearer(
     auto_error=False,
     description=f"An access token (RFC 9068 JWT) from the auth service: {SEND_SCOPE} for apps that send, "
-    f"{READ_SCOPE} for a person reading their inbox, {ADMIN_SCOPE} to manage templates",
+    f"{READ_SCOPE} for a person reading their inbox, {ADMIN_SCOPE} to manage templates (whole-tree "
+    "administrators); the service checks the caller's entitlements with the org and auth services on each request",
 )
 
 
@@ -37,13 +39,21 @@ def get_rpc(request: Request) -> RpcClient:
     return rpc
 
 
-async def get_sender(token: Annotated[Principal, Depends(app_requires(SEND_SCOPE, scheme=BEARER_DOC))]) -> Sender:
-    """The app sending (and the person using it, if any)."""
-    return Sender(
-        client_id=token.client_id,
-        sub=token.sub if token.sub != token.client_id else None,
-        admin=ADMIN_SCOPE in token.scopes,
-    )
+SendTokenDep = Annotated[Principal, Depends(app_requires(SEND_SCOPE, scheme=BEARER_DOC))]
+
+
+async def get_sender(token: SendTokenDep) -> Sender:
+    """The app sending (and the person using it, if any); what they may send is checked in `access`."""
+    return Sender(client_id=token.client_id, sub=token.sub if token.sub != token.client_id else None)
+
+
+async def get_template_admin(
+    token: Annotated[Principal, Depends(app_requires(ADMIN_SCOPE, scheme=BEARER_DOC))],
+    settings: Annotated[Settings, Depends(get_settings)],
+    rpc: Annotated[RpcClient, Depends(get_rpc)],
+) -> str:
+    """A person who administers the whole tree, as the org service says now (the admin scope alone is not enough)."""
+    return await access.require_template_admin(token, rpc, settings.rpc_timeout_seconds)
 
 
 async def get_reader(token: Annotated[Principal, Depends(app_requires(READ_SCOPE, scheme=BEARER_DOC))]) -> str:
@@ -57,7 +67,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RpcDep = Annotated[RpcClient, Depends(get_rpc)]
 SenderDep = Annotated[Sender, Depends(get_sender)]
 ReaderDep = Annotated[str, Depends(get_reader)]
-AdminDep = Annotated[Principal, Depends(app_requires(ADMIN_SCOPE, scheme=BEARER_DOC))]
+#: the account id of a whole-tree administrator
+AdminDep = Annotated[str, Depends(get_template_admin)]
 TemplateReaderDep = Annotated[Principal, Depends(app_requires(SEND_SCOPE, scheme=BEARER_DOC))]
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]

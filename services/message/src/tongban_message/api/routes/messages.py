@@ -9,8 +9,17 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from tongban_kit.app import SessionDep
 from tongban_kit.pagination import Page
 from tongban_kit.problems import PROBLEM_JSON, problem_responses
-from tongban_message import messages
-from tongban_message.api.deps import AUTH_RESPONSES, Cursor, Limit, ReaderDep, RpcDep, SenderDep, SettingsDep
+from tongban_message import access, messages
+from tongban_message.api.deps import (
+    AUTH_RESPONSES,
+    Cursor,
+    Limit,
+    ReaderDep,
+    RpcDep,
+    SenderDep,
+    SendTokenDep,
+    SettingsDep,
+)
 from tongban_message.dispatcher import Dispatcher
 from tongban_message.fanout import FanoutWorker
 from tongban_message.models import (
@@ -52,6 +61,7 @@ async def send_message(
     body: MessageCreate,
     s: SessionDep,
     sender: SenderDep,
+    token: SendTokenDep,
     rpc: RpcDep,
     settings: SettingsDep,
     request: Request,
@@ -60,9 +70,12 @@ async def send_message(
     """Render a template for each recipient (people by account id, or the members of an organisation unit): into
     their inboxes, or queued as SMS or email to their numbers and addresses from the user directory.
 
-    A send to a unit, or to more people than the deployment writes while the caller waits, is accepted (202) and
-    fanned out by a worker: follow it at `Location`. While too many such sends wait, a new one is refused (503
-    with `Retry-After`) and nothing is written."""
+    A person sends only to the units (and their members) they may address; an app's own token within what its
+    registration allows (units, templates, people by account id). A send to a unit, or to more people than the
+    deployment writes while the caller waits, is accepted (202) and fanned out by a worker: follow it at
+    `Location`. While too many such sends wait, a new one is refused (503 with `Retry-After`) and nothing is
+    written."""
+    await access.require_send(s, body, token, rpc, settings.rpc_timeout_seconds)
     dispatcher: Dispatcher = request.app.state.dispatcher
     fanout: FanoutWorker = request.app.state.fanout
     message, new = await messages.send_and_dispatch(s, body, sender, rpc, settings, dispatcher, fanout.wake)

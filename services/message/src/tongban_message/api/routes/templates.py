@@ -1,4 +1,4 @@
-"""Templates: administrators write them, sending apps read them."""
+"""Templates: whole-tree administrators write them (system templates excepted), senders read them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from tongban_kit.app import SessionDep
 from tongban_kit.pagination import Page
 from tongban_kit.problems import problem_responses
-from tongban_message import templates
+from tongban_message import access, templates
 from tongban_message.api.deps import AUTH_RESPONSES, AdminDep, Cursor, Limit, TemplateReaderDep
 from tongban_message.models import TemplateCreate, TemplatePublic, TemplateStatus, TemplateUpdate
 
@@ -21,8 +21,10 @@ TemplateId = Annotated[str, Path(min_length=1, max_length=36)]
     "", status_code=201, summary="Create a template", responses=AUTH_RESPONSES | problem_responses(400, 409, 422)
 )
 async def create_template(body: TemplateCreate, s: SessionDep, admin: AdminDep) -> TemplatePublic:
-    """A new template; `((name))` in its subject and body are filled when a message is sent."""
-    return await templates.create(s, body, actor=admin.sub)
+    """A new template of plain text; `((name))` in its subject and body are filled when a message is sent."""
+    access.require_changeable(body.code)
+    access.check_plain_text(body.name, body.subject, body.body)
+    return await templates.create(s, body, actor=admin)
 
 
 @router.get("", summary="List templates", responses=AUTH_RESPONSES | problem_responses(400, 422))
@@ -48,6 +50,8 @@ async def get_template(template_id: TemplateId, s: SessionDep, _: TemplateReader
 )
 async def update_template(template_id: TemplateId, body: TemplateUpdate, s: SessionDep, _: AdminDep) -> TemplatePublic:
     """A changed template is a new version; messages already sent keep the text they had."""
+    access.require_changeable((await templates.get(s, template_id)).code)
+    access.check_plain_text(body.name, body.subject, body.body)
     return await templates.update(s, template_id, body)
 
 
@@ -56,6 +60,7 @@ async def update_template(template_id: TemplateId, body: TemplateUpdate, s: Sess
 )
 async def archive_template(template_id: TemplateId, s: SessionDep, _: AdminDep) -> TemplatePublic:
     """No more messages from this template."""
+    access.require_changeable((await templates.get(s, template_id)).code)
     return await templates.set_status(s, template_id, TemplateStatus.archived)
 
 
@@ -66,4 +71,5 @@ async def archive_template(template_id: TemplateId, s: SessionDep, _: AdminDep) 
 )
 async def restore_template(template_id: TemplateId, s: SessionDep, _: AdminDep) -> TemplatePublic:
     """The template can be sent again."""
+    access.require_changeable((await templates.get(s, template_id)).code)
     return await templates.set_status(s, template_id, TemplateStatus.active)

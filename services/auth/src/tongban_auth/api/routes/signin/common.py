@@ -212,6 +212,11 @@ class Flow:
         )
         return self.finish(self.pages.render(self.request, "consent.html", status=status, **ctx, **extra))
 
+    async def entitled_scopes(self, user_id: str, scopes: list[str]) -> list[str]:
+        """The scopes of a request the person is entitled to (asked of the org service)."""
+        granted, _ = await self.request.app.state.oauth.issuer.person_scopes(user_id, scopes)
+        return list(granted)
+
     def no_second_factor(self, it: Interaction) -> Response:
         """The app asked for a second factor the person has none of (no authenticator app, no reachable phone or
         email): tell the app (`unmet_authentication_requirements`, OpenID Connect Core 1.0 errata set 2 §3.1.2.6);
@@ -230,6 +235,7 @@ class Flow:
                 await self.session(),
                 self.settings,
                 account_url=issuer_path(self.settings, "/oauth2/account"),
+                entitled=self.entitled_scopes,
             )
         except RedirectError as err:
             return self.finish(see_other(authorize.error_redirect(err, self.settings.issuer)))
