@@ -25,6 +25,7 @@ from tongban_gateway.config import Settings as GatewaySettings
 from tongban_kit.db import run_migrations
 from tongban_kit.demo import DEMO_PASSWORD
 from tongban_kit.testing.browser import sign_in
+from tongban_kit.testing.helpers import DEMO_ADMIN_SETTINGS
 from tongban_kit.testing.pg import PgServer
 from tongban_kit.testing.serve import reserve_socket, serve, url_of
 from tongban_message.config import Settings as MessageSettings
@@ -89,6 +90,7 @@ async def running_stack(pg: PgServer, nats_url: str, namespace: str) -> AsyncIte
     base = url_of(socks["gateway"])
     common: dict[str, Any] = {
         "environment": "test",
+        "cursor_secret": secrets.token_urlsafe(32),
         "nats_url": nats_url,
         "nats_namespace": namespace,
         "log_json": False,
@@ -102,12 +104,13 @@ async def running_stack(pg: PgServer, nats_url: str, namespace: str) -> AsyncIte
     try:
         async with AsyncExitStack() as stack:
             m = tongban_org.__main__.MIGRATIONS
-            org = create_org(OrgSettings(**common, database_url=await _database(pg, m, dbs)))
+            org = create_org(OrgSettings(**common, **DEMO_ADMIN_SETTINGS, database_url=await _database(pg, m, dbs)))
             await stack.enter_async_context(serve(org, socks["org"]))
             units = await seed_org(org.state.runtime.db)
             user = create_user(
                 UserSettings(
                     **common,
+                    **DEMO_ADMIN_SETTINGS,
                     database_url=await _database(pg, tongban_user.__main__.MIGRATIONS, dbs),
                     pii_encryption_key=secrets.token_urlsafe(32),
                     pii_hash_key=secrets.token_urlsafe(32),
@@ -117,6 +120,7 @@ async def running_stack(pg: PgServer, nats_url: str, namespace: str) -> AsyncIte
             await seed_users(user.state.runtime.db, user.state.cipher)
             auth_settings = AuthSettings(
                 **common,
+                **DEMO_ADMIN_SETTINGS,
                 database_url=await _database(pg, tongban_auth.__main__.MIGRATIONS, dbs),
                 key_encryption_key=secrets.token_urlsafe(32),
                 rsa_key_bits=2048,

@@ -66,6 +66,7 @@ async def auth_settings(pg_database_url: str, nats_url: str, nats_namespace: str
     settings = Settings(
         environment="test",
         **DEMO_ADMIN_SETTINGS,
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=pg_database_url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

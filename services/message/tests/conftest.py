@@ -141,6 +141,8 @@ async def auth_app(pg_server: PgServer, nats_url: str, nats_namespace: str, org_
     name, url = await _migrated(pg_server, tongban_auth.__main__.MIGRATIONS)
     settings = AuthSettings(
         environment="test",
+        **DEMO_ADMIN_SETTINGS,
+        cursor_secret=secrets.token_urlsafe(32),
         database_url=url,
         nats_url=nats_url,
         nats_namespace=nats_namespace,

@@ -243,7 +243,7 @@ class Stalls(FanoutWorker):
 
 async def main(url, nats_url, namespace):
     settings = Settings(
-        environment="test", database_url=url, nats_url=nats_url, nats_namespace=namespace, fanout_batch=100,
+        environment="test", cursor_secret="c" * 32, database_url=url, nats_url=nats_url, nats_namespace=namespace, fanout_batch=100,
         fanout_claim_seconds=2.0, log_json=False, log_level="WARNING",
     )
     db = Database(url)

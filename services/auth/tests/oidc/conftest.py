@@ -108,6 +108,7 @@ async def stack(
     """Org, user and auth services; the auth service listens on a real port, served as `serve` serves it."""
     common = {
         "environment": "test",
+        "cursor_secret": secrets.token_urlsafe(32),
         **DEMO_ADMIN_SETTINGS,
         "nats_url": nats_url,
         "nats_namespace": nats_namespace,
