@@ -243,8 +243,8 @@ class Stalls(FanoutWorker):
 
 async def main(url, nats_url, namespace):
     settings = Settings(
-        environment="test", cursor_secret="c" * 32, database_url=url, nats_url=nats_url, nats_namespace=namespace, fanout_batch=100,
-        fanout_claim_seconds=2.0, log_json=False, log_level="WARNING",
+        environment="test", cursor_secret="c" * 32, database_url=url, nats_url=nats_url, nats_namespace=namespace,
+        fanout_batch=100, fanout_claim_seconds=2.0, log_json=False, log_level="WARNING",
     )
     db = Database(url)
     bus = await connect(nats_url, name="message-doomed", namespace=namespace)
