@@ -15,6 +15,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 from tongban_kit.outbound import OutboundClient, OutboundError
 
@@ -27,6 +28,7 @@ SUPPORTED_ALGS = {"ES256": "EC", "RS256": "RSA"}
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 MIN_RSA_BITS = 2048
 MAX_JWKS_BYTES = 512 * 1024
+_ALGORITHMS = JWSRegistry(algorithms=sorted(SUPPORTED_ALGS))
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
 
 
@@ -42,6 +44,10 @@ class VerificationKey:
     def key(self) -> PublicKey:
         """The key as a `cryptography` public key."""
         return self.jwk.public_key
+
+    def verifies(self, signing_input: bytes, signature: bytes) -> bool:
+        """Whether `signature` is this key's JWS signature (its own algorithm) of `signing_input`."""
+        return _ALGORITHMS.get_alg(self.alg).verify(signing_input, signature, self.jwk)
 
 
 def load_jwk(jwk: Mapping[str, Any]) -> VerificationKey:
