@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,22 @@ def test_only_public_signing_keys_load() -> None:
         load_jwks({"keys": [es, es]})
     with pytest.raises(ValueError):
         load_jwks([es])
+
+
+def test_a_key_verifies_only_its_own_algorithms_signatures() -> None:
+    issuer = TestIssuer()
+    es, rs = (load_jwk(jwk) for jwk in issuer.jwks["keys"])
+    for key, token in ((es, issuer.mint("ES256")), (rs, issuer.mint("RS256"))):
+        h64, p64, s64 = token.split(".")
+        signing_input, signature = f"{h64}.{p64}".encode(), b64url_decode(s64)
+        assert key.verifies(signing_input, signature)
+        assert not key.verifies(signing_input + b" ", signature)
+    rs_token = issuer.mint("RS256").split(".")
+    assert not es.verifies(f"{rs_token[0]}.{rs_token[1]}".encode(), b64url_decode(rs_token[2]))
+
+
+def b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def test_cache_control_parsing() -> None:

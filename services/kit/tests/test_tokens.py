@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from tongban_kit.jwks import VerificationKey
 from tongban_kit.testing.tokens import TestIssuer, b64url, sign_jws
-from tongban_kit.tokens import InvalidToken, JwksSource, RevocationList, TokenVerifier, VerifiedToken
+from tongban_kit.tokens import InvalidToken, JwksSource, RevocationList, TokenVerifier, VerifiedToken, _Jws
 
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "tongban-api"
@@ -82,6 +83,26 @@ async def test_algorithm_confusion_and_none_are_refused(issuer: TestIssuer) -> N
     # an algorithm the verifier was not configured for
     es_only = make_verifier(issuer, algorithms=("ES256",))
     assert await reason_of(es_only, issuer.mint("RS256")) == "alg_not_allowed"
+
+
+def test_joserfc_ties_each_key_to_its_algorithm_behind_the_header_policy(issuer: TestIssuer) -> None:
+    """Were the header checks ever loosened, joserfc still refuses a key for any algorithm but its own."""
+    verifier = make_verifier(issuer)
+
+    def reason(token: str, key: VerificationKey | None) -> str:
+        assert key is not None
+        h64, p64, s64 = token.split(".")
+        header = orjson.loads(b64url_decode(h64))
+        jws = _Jws(header, key.kid, header["alg"], f"{h64}.{p64}".encode(), b64url_decode(s64), b64url_decode(p64))
+        with pytest.raises(InvalidToken) as info:
+            verifier._check_signature(jws, key)
+        return info.value.reason
+
+    es, rs = (verifier.source.get(issuer.kids[alg]) for alg in ("ES256", "RS256"))
+    assert reason(issuer.mint("RS256"), es) == "alg_not_allowed"  # a real RS256 signature, offered to the EC key
+    assert reason(issuer.hs256_with_public_key("RS256"), rs) == "alg_not_allowed"
+    assert reason(issuer.unsigned(), es) == "alg_not_allowed"
+    assert reason(issuer.tampered(), es) == "bad_signature"
 
 
 def b64url_decode(segment: str) -> bytes:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 import time
@@ -15,6 +13,9 @@ from typing import Any
 import aiohttp
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 from tongban_kit.outbound import OutboundClient, OutboundError
 
@@ -27,26 +28,26 @@ SUPPORTED_ALGS = {"ES256": "EC", "RS256": "RSA"}
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 MIN_RSA_BITS = 2048
 MAX_JWKS_BYTES = 512 * 1024
+_ALGORITHMS = JWSRegistry(algorithms=sorted(SUPPORTED_ALGS))
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class VerificationKey:
-    """A public key that verifies signatures of exactly one algorithm."""
+    """A public key that verifies signatures of exactly one algorithm (`jwk` carries that `alg`)."""
 
     kid: str
     alg: str
-    key: PublicKey
+    jwk: ECKey | RSAKey
 
+    @property
+    def key(self) -> PublicKey:
+        """The key as a `cryptography` public key."""
+        return self.jwk.public_key
 
-def _b64_int(value: Any, member: str) -> int:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"member {member} is missing")
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError(f"member {member} is not base64url") from None
-    return int.from_bytes(raw, "big")
+    def verifies(self, signing_input: bytes, signature: bytes) -> bool:
+        """Whether `signature` is this key's JWS signature (its own algorithm) of `signing_input`."""
+        return _ALGORITHMS.get_alg(self.alg).verify(signing_input, signature, self.jwk)
 
 
 def load_jwk(jwk: Mapping[str, Any]) -> VerificationKey:
@@ -67,17 +68,17 @@ def load_jwk(jwk: Mapping[str, Any]) -> VerificationKey:
     ops = jwk.get("key_ops")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise ValueError(f"key {kid} may not verify (key_ops={ops})")
-    key: PublicKey
-    if kty == "EC":
-        if jwk.get("crv") != "P-256":
-            raise ValueError(f"key {kid} is not on curve P-256")
-        x, y = _b64_int(jwk.get("x"), "x"), _b64_int(jwk.get("y"), "y")
-        key = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()  # checks the point is on the curve
-    else:
-        n, e = _b64_int(jwk.get("n"), "n"), _b64_int(jwk.get("e"), "e")
-        if n.bit_length() < MIN_RSA_BITS:
-            raise ValueError(f"key {kid} is shorter than {MIN_RSA_BITS} bits")
-        key = rsa.RSAPublicNumbers(e, n).public_key()
+    if kty == "EC" and jwk.get("crv") != "P-256":
+        raise ValueError(f"key {kid} is not on curve P-256")
+    # the imported key carries its `alg`, so joserfc refuses it for any other algorithm a header names
+    members = {**jwk, "alg": alg}
+    key: ECKey | RSAKey
+    try:
+        key = ECKey.import_key(members) if kty == "EC" else RSAKey.import_key(members)  # EC: checks the point
+    except (JoseError, ValueError, TypeError) as exc:
+        raise ValueError(f"key {kid} does not load: {str(exc) or type(exc).__name__}") from None
+    if isinstance(key, RSAKey) and key.public_key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"key {kid} is shorter than {MIN_RSA_BITS} bits")
     return VerificationKey(kid, alg, key)
 
 

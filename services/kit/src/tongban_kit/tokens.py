@@ -1,4 +1,11 @@
-"""Verification of JWT access tokens (RFC 9068, RFC 8725 best practice) with a verified-token cache."""
+"""Verification of JWT access tokens (RFC 9068, RFC 8725 best practice) with joserfc, behind a verified-token cache.
+
+joserfc imports the keys (`jwks.py`) and does the JOSE work: the header's registered members, the algorithm
+allow-list, whether the key may verify that algorithm (key type, curve, the key's own `alg` and `use`) and the
+signature itself. Ours: splitting the compact serialization, the header policy applied before a key is looked up
+(`typ` at+jwt, no `crit`, a `kid`, an allowed `alg`), the claim checks (RFC 9068 §4, each rejection with a stable
+reason), the revocation check and the verified-token cache in front of it all.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from joserfc.errors import (
+    InvalidKeyCurveError,
+    InvalidKeyTypeError,
+    JoseError,
+    KeyParameterError,
+    UnsupportedAlgorithmError,
+)
+from joserfc.jws import JWSRegistry
 
 from tongban_kit.jwks import JwksSource, VerificationKey
 from tongban_kit.revocations import RevocationFeed, RevocationList
@@ -34,9 +45,8 @@ MAX_TOKEN_BYTES = 8 * 1024
 #: claim of an exchanged token (RFC 8693): the `jti`s of the tokens it came from, so it dies with any of them
 SUBJECT_JTIS = "subject_jtis"
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")  # an empty signature fails later
-_SHA256 = hashes.SHA256()
-_ECDSA = ec.ECDSA(_SHA256)
-_PKCS1 = padding.PKCS1v15()
+#: joserfc's refusals of a key for the algorithm a header names
+_KEY_MISMATCH = (UnsupportedAlgorithmError, KeyParameterError, InvalidKeyTypeError, InvalidKeyCurveError)
 
 
 class InvalidToken(Exception):
@@ -164,6 +174,8 @@ class TokenVerifier:
         self.max_token_bytes = max_token_bytes
         self._clock = clock
         self._cache: dict[bytes, tuple[VerifiedToken, str]] = {}
+        # header members joserfc does not know pass, as RFC 7515 §4 allows; `crit` is refused in `_parse`
+        self._jws = JWSRegistry(algorithms=sorted(self.algorithms), strict_check_header=False)
 
     async def verify(self, token: str) -> VerifiedToken:
         """Verify a token, fetching the issuer's keys when its kid is unknown; raises InvalidToken."""
@@ -205,9 +217,7 @@ class TokenVerifier:
         if not self.source.known(kid):  # the signing key was withdrawn: verify afresh
             del self._cache[digest]
             return None
-        if self.revocations is not None and self.revocations.is_revoked(
-            vt.jti, vt.grant_id, subject_jtis=vt.subject_jtis
-        ):
+        if self._revoked(vt):
             raise InvalidToken("revoked", "the token has been revoked")
         return vt
 
@@ -239,31 +249,32 @@ class TokenVerifier:
     def _finish(self, token: str, digest: bytes, jws: _Jws, key: VerificationKey | None) -> VerifiedToken:
         if key is None:
             raise InvalidToken("unknown_kid", f"no key {jws.kid!r} is published by the issuer")
-        if key.alg != jws.alg:
+        if key.alg != jws.alg:  # the key decides the algorithm (joserfc checks it again)
             raise InvalidToken("alg_not_allowed", f"key {jws.kid!r} signs with {key.alg}, not {jws.alg}")
         self._check_signature(jws, key)
         vt = self._claims(token, _json_object(jws.payload, "payload"))
-        if self.revocations is not None and self.revocations.is_revoked(
-            vt.jti, vt.grant_id, subject_jtis=vt.subject_jtis
-        ):
+        if self._revoked(vt):
             raise InvalidToken("revoked", "the token has been revoked")
         if len(self._cache) >= self.cache_size:
             del self._cache[next(iter(self._cache))]  # oldest first
         self._cache[digest] = (vt, jws.kid)
         return vt
 
-    @staticmethod
-    def _check_signature(jws: _Jws, key: VerificationKey) -> None:
+    def _check_signature(self, jws: _Jws, key: VerificationKey) -> None:
+        """joserfc's header and key checks, then the signature (`validate_compact`'s steps on our parsed header)."""
         try:
-            if isinstance(key.key, ec.EllipticCurvePublicKey):
-                if len(jws.signature) != 64:
-                    raise InvalidSignature
-                r, s = int.from_bytes(jws.signature[:32], "big"), int.from_bytes(jws.signature[32:], "big")
-                key.key.verify(encode_dss_signature(r, s), jws.signing_input, _ECDSA)
-            else:
-                key.key.verify(jws.signature, jws.signing_input, _PKCS1, _SHA256)
-        except InvalidSignature:
-            raise InvalidToken("bad_signature", "the token signature does not verify") from None
+            self._jws.check_header(jws.header)
+            algorithm = self._jws.get_alg(jws.alg)
+            algorithm.check_key(key.jwk)
+            valid = algorithm.verify(jws.signing_input, jws.signature, key.jwk)
+        except _KEY_MISMATCH as exc:
+            raise InvalidToken(
+                "alg_not_allowed", f"key {jws.kid!r} cannot verify {jws.alg}: {exc.description}"
+            ) from None
+        except JoseError as exc:
+            raise InvalidToken("malformed", f"the token header is not valid: {exc.description}") from None
+        if not valid:
+            raise InvalidToken("bad_signature", "the token signature does not verify")
 
     def _claims(self, token: str, claims: dict[str, Any]) -> VerifiedToken:
         now = self._clock()
