@@ -169,3 +169,24 @@ async def test_messages_and_references_belong_to_their_sender(client: httpx.Asyn
         assert_problem(await client.get(f"{MESSAGES}/{own.json()['id']}", headers=other), 404)
     assert (await client.get(f"{MESSAGES}/{squatted.json()['id']}", headers=STAFF)).status_code == 200
     assert (await client.get(f"{MESSAGES}/{own.json()['id']}/deliveries", headers=APP)).status_code == 200
+
+
+async def test_while_the_org_service_is_silent_nothing_is_granted_blindly(
+    client: httpx.AsyncClient, org_app: FastAPI
+) -> None:
+    rpc_server = org_app.state.runtime.rpc_server
+    await rpc_server.stop()  # no instance of the org service answers its RPC endpoints now
+    try:
+        send = await client.post(
+            MESSAGES, json=notice_to({"unit_id": org_app.state.seed_units["zj-dsj"]}), headers=STAFF
+        )
+        assert assert_problem(send, 503)["type"].endswith("dependency-unavailable")
+        assert int(send.headers["Retry-After"]) > 0
+        body = {"code": f"x.{secrets.token_hex(3)}", "name": "n", "subject": "s", "body": "b"}
+        write = await client.post(TEMPLATES, json=body, headers=ADMIN)
+        assert assert_problem(write, 503)["type"].endswith("dependency-unavailable")
+        codes = {t["code"] for t in (await client.get(TEMPLATES, params={"limit": 200}, headers=APP)).json()["items"]}
+        assert body["code"] not in codes
+    finally:
+        await rpc_server.start()
+    assert (await client.post(TEMPLATES, json=body, headers=ADMIN)).status_code == 201
