@@ -5,12 +5,7 @@ withdrawn grant stops an existing token at once."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +14,8 @@ import pytest
 from tongban_kit.demo import DEMO_PASSWORD, demo_user_id
 from tongban_kit.natsserver import free_port
 from tongban_kit.testing.browser import sign_in
+
+from .devstack import start_dev_stack, stop_dev_stack
 
 DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 SCOPE = "openid org:read org:write user:read user:write user:pii admin"
@@ -32,29 +29,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The embedded default running; yields the gateway's URL."""
     data = tmp_path_factory.mktemp("stack") / "data"
     port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "tongban-dev"), "--data", str(data), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc, _ = start_dev_stack(data, port)
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 300  # a loaded machine starts slowly
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C stops everything" in line or proc.poll() is not None:
-                break
-        assert any("Tongban is running" in x for x in lines), "".join(lines)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_dev_stack(proc)
 
 
 async def _bearer(base: str, login: str) -> dict[str, str]:

@@ -7,9 +7,7 @@ import asyncio
 import base64
 import json
 import re
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +19,8 @@ import httpx
 from tongban_kit.demo import DEMO_PASSWORD
 from tongban_kit.natsserver import free_port
 from tongban_kit.testing.browser import Browser, Page, sign_in
+
+from .devstack import start_dev_stack, stop_dev_stack
 
 DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
@@ -85,22 +85,8 @@ def _bearer(tokens: dict[str, Any]) -> dict[str, str]:
 
 def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "tongban-dev"), "--data", str(tmp_path / "data"), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc, lines = start_dev_stack(tmp_path / "data", port, timeout=90)
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C stops everything" in line or proc.poll() is not None:
-                break
-        assert any("Tongban is running" in x for x in lines), "".join(lines)
         base = f"http://127.0.0.1:{port}"
         assert any(base + "/api/v1/orgs/units" in x for x in lines)
 
@@ -188,12 +174,7 @@ def test_dev_stack_serves_seed_through_gateway_and_stops_cleanly(tmp_path: Path)
         )
         assert status == 200 and opened["status"] == "read"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        rc = stop_dev_stack(proc)
     assert rc == 0
     assert (tmp_path / "data" / "org.db").exists()
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "data")], capture_output=True, text=True).stdout
