@@ -43,13 +43,12 @@ def json_too_deep(body: bytes, max_depth: int) -> bool:
     return opened >= 0 and (rest.find(b"]", opened) >= 0 or rest.count(b"[") > max_depth)
 
 
-def _is_json(content_type: str) -> bool:
-    """JSON as FastAPI reads it: no content type at all, `application/json` or `application/<x>+json`."""
+def _may_be_json(content_type: str) -> bool:
+    """Whether some route could parse the body as JSON: anything but a form. FastAPI reads JSON only when the
+    content type says so, but a route that reads the body itself (RFC 7591 registration) may not ask, so a body
+    labelled `text/plain` is bounded as well; forms have no nesting to bound."""
     media = content_type.split(";", 1)[0].strip().lower()
-    if not media:
-        return True
-    kind, _, sub = media.partition("/")
-    return kind == "application" and (sub == "json" or sub.endswith("+json"))
+    return media != "application/x-www-form-urlencoded" and not media.startswith("multipart/")
 
 
 class BodyLimits:
@@ -105,7 +104,7 @@ class BodyLimits:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if _is_json(content_type) and json_too_deep(body, self.max_json_depth):
+        if _may_be_json(content_type) and json_too_deep(body, self.max_json_depth):
             detail = f"the JSON body nests arrays and objects more than {self.max_json_depth} levels deep"
             await problem_response(400, detail, type="json-too-deep", instance=scope["path"])(scope, receive, send)
             return

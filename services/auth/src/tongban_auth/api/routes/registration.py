@@ -74,7 +74,7 @@ async def register(
         return _error(400, "invalid_client_metadata", "the metadata document is too large")
     try:
         meta: Any = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # the kit bounds nesting first; never a 500 here
         return _error(400, "invalid_client_metadata", "the body must be a JSON object")
     if not isinstance(meta, dict):
         return _error(400, "invalid_client_metadata", "the body must be a JSON object")
