@@ -1,5 +1,6 @@
-"""Whom a delegated administrator administers: people whose every post and admin grant lie in its subtrees (and
-never an administrator of the whole tree); only such people, or people new to the directory, may be added."""
+"""Whom a delegated administrator administers: people whose every post, admin grant and send grant lie in its
+subtrees (and never an administrator of the whole tree); only such people, or people new to the directory, may be
+added."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .helpers import (
 )
 
 NOT_ADMINISTERED = "person-not-administered"
+SEND_GRANTS = "/api/v1/orgs/send-grants"
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +145,45 @@ async def test_administered_lists_the_reach_page_by_page(
     assert whole.all and whole.user_ids == []
     nobody = await rpc.call(RPC_ADMINISTERED, AdministeredRequest(principal="reach-nobody"), AdministeredReply)
     assert nobody == AdministeredReply(all=False, user_ids=[], more=False)
+
+
+async def test_a_send_grant_beyond_the_subtrees_puts_a_person_out_of_reach(
+    client: httpx.AsyncClient, seeded: dict[str, str], rpc: RpcClient
+) -> None:
+    xihu = seeded["zj-hz-xh"]
+
+    async def send_grant(principal: str, unit_id: str, headers: dict[str, str]) -> None:
+        r = await client.post(SEND_GRANTS, json={"principal": principal, "unit_id": unit_id}, headers=headers)
+        assert r.status_code == 201, r.text
+
+    # the attack: a staff account that may send to the whole province, with no post, is no newcomer to take in
+    await send_grant("reach-province-sender", seeded["zj"], ADMIN)
+    r = await _post(client, xihu, "reach-province-sender", HZ_ADMIN)
+    problem = assert_problem(r, 403, NOT_ADMINISTERED)
+    assert "reach-province-sender" in problem["detail"] and "sending" in problem["detail"]
+    # nor may hz-admin delegate to them; the seed's sender to 省大数据局 is refused alike
+    r = await client.post(GRANTS, json={"principal": "reach-province-sender", "unit_id": xihu}, headers=HZ_ADMIN)
+    assert_problem(r, 403, NOT_ADMINISTERED)
+    assert_problem(await _post(client, xihu, account("demo-staff"), HZ_ADMIN), 403, NOT_ADMINISTERED)
+    # a sending right within 杭州市 leaves its holder hz-admin's to take in
+    await send_grant("reach-xh-sender", xihu, HZ_ADMIN)
+    await add_member(client, xihu, "reach-xh-sender", headers=HZ_ADMIN)
+
+    # placed in 西湖区 from above, the province-wide sender is neither listed nor changed by hz-admin
+    m = await add_member(client, xihu, "reach-province-sender")
+    reply = await _scopes(rpc, account("hz-admin"), "reach-province-sender", "reach-xh-sender")
+    assert reply.administers == ["reach-xh-sender"]
+    listed: list[str] = []
+    after: str | None = None
+    while True:
+        req = AdministeredRequest(principal=account("hz-admin"), limit=500, after=after)
+        page = await rpc.call(RPC_ADMINISTERED, req, AdministeredReply)
+        listed += page.user_ids
+        if not page.more:
+            break
+        after = page.user_ids[-1]
+    assert "reach-xh-sender" in listed and "reach-province-sender" not in listed
+    r = await client.patch(f"{MEMBERSHIPS}/{m['id']}", json={"title": "改"}, headers=HZ_ADMIN)
+    assert_problem(r, 403, NOT_ADMINISTERED)
+    whole = await _scopes(rpc, account("demo-admin"), "reach-province-sender")
+    assert whole.administers == ["reach-province-sender"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import httpx
 
-from .helpers import ADMIN, DEMO, USERS, as_, assert_problem, create, for_account, get, search, staff
+from .helpers import ADMIN, DEMO, PII_ADMIN, USERS, as_, assert_problem, create, for_account, get, search, staff
 
 MEMBERSHIPS = "/api/v1/orgs/memberships"
 GRANTS = "/api/v1/orgs/admin-grants"
+SEND_GRANTS = "/api/v1/orgs/send-grants"
 PURPOSE = {"unmask": "true", "purpose": "核对联系方式"}
 
 
@@ -115,6 +116,30 @@ async def test_an_admin_with_rights_beyond_the_subtree_is_not_administered_from_
     assert_problem(r, 403, "person-not-administered")
     assert (await org_client.delete(f"{GRANTS}/{grant['id']}", headers=ADMIN)).status_code == 204
     assert (await get(client, person["id"], hz_admin))["id"] == person["id"]
+
+
+async def test_a_sender_beyond_the_subtree_is_not_administered_from_it(
+    client: httpx.AsyncClient, org_client: httpx.AsyncClient, org_units: dict[str, str], hz_admin: dict[str, str]
+) -> None:
+    hz_pii = as_("hz-admin", "user:pii")
+    person = await create(client, staff())
+    url, xihu = f"{USERS}/{person['id']}", org_units["zj-hz-xh"]
+    # a staff account with no post that may send to the whole province
+    r = await org_client.post(SEND_GRANTS, json={"principal": person["id"], "unit_id": org_units["zj"]}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    before = await get(client, person["id"])
+    # the attack: hz-admin takes them in as "new to the directory", then administers them
+    r = await org_client.post(MEMBERSHIPS, json={"unit_id": xihu, "user_id": person["id"]}, headers=hz_admin)
+    assert_problem(r, 403, "person-not-administered")
+    # placed in 西湖区 from above, they still lie beyond hz-admin's reach
+    await _join(org_client, xihu, person["id"], ADMIN)
+    assert_problem(await client.get(url, params=PURPOSE, headers=hz_pii), 404, "user-not-found")
+    for change in ({"mobile": "13377778888"}, {"email": "sender@example.com"}):
+        assert_problem(await client.patch(url, json=change, headers=hz_pii), 404)
+    assert person["id"] not in {u["id"] for u in (await search(client, hz_pii, limit=500))["items"]}
+    after = await get(client, person["id"])
+    assert (after["mobile"], after["email"], after["version"]) == (before["mobile"], before["email"], before["version"])
+    assert (await get(client, person["id"], PII_ADMIN, **PURPOSE))["masked"] is False
 
 
 async def test_a_withdrawn_grant_stops_an_existing_token_at_once(

@@ -71,15 +71,15 @@ class Principal:
 
     async def require_reach(self, s: AsyncSession, user_id: str, what: str, *, posts: bool = True) -> None:
         """Refuse with 403 unless this principal administers the person (or the person is new to the directory):
-        every admin grant (with `posts`, every post too) of theirs lies in this principal's subtrees, and they
-        are not an administrator of the whole tree."""
+        every admin grant and send grant (with `posts`, every post too) of theirs lies in this principal's
+        subtrees, and they are not an administrator of the whole tree."""
         from tongban_org.reach import may_take_in
 
         if self.bootstrap:
             return
         roots = await self.granted_paths(s)
         if not await may_take_in(s, roots=roots, protected=self.protected, user_id=user_id, posts=posts):
-            beyond = "posts or administrative rights" if posts else "administrative rights"
+            beyond = "posts, administrative or sending rights" if posts else "administrative or sending rights"
             raise Problem(
                 403,
                 f"{self.id} does not administer {user_id}, who holds {beyond} beyond the subtrees "

@@ -1,9 +1,9 @@
-"""Whom an administrator administers (分级授权): people whose every post and every admin grant lie in its subtrees.
+"""Whom an administrator administers (分级授权): people whose every post and every grant lie in its subtrees.
 
 A delegated administrator's reach is not "whoever is a member somewhere below me": a person who also holds a
-post elsewhere, or who administers units of their own beyond the administrator's subtrees, or who administers
-the whole tree, is administered only by someone whose subtrees cover all of that. Otherwise adding a person
-to one's own unit would make one their administrator.
+post elsewhere, or who administers or may send to units beyond the administrator's subtrees, or who administers
+the whole tree, is administered only by someone whose subtrees cover all of that. Otherwise adding a person to
+one's own unit would make one their administrator.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tongban_org.models import AdminGrant, Membership, Unit
+from tongban_org.models import AdminGrant, Membership, SendGrant, Unit
 from tongban_org.tree import subtree_end
 
 
@@ -35,28 +35,30 @@ def covered(path: Any, roots: Collection[str]) -> Any:
     return or_(*(and_(path >= r, path < subtree_end(r)) for r in roots))
 
 
+def _beyond(table: Any, column: str, who: Any, roots: Collection[str]) -> Any:
+    """SQL condition: `who` has a row of `table` (keyed by `column`) on a unit outside the subtrees at `roots`."""
+    row: Any = aliased(table)
+    unit = aliased(Unit)
+    return exists().where(getattr(row, column) == who, row.unit_id == col(unit.id), ~covered(unit.path, roots))
+
+
 def reached(who: Any, roots: Collection[str], protected: Collection[str], *, posts: bool = True) -> Any:
-    """SQL condition on the user id `who`: every admin grant (and with `posts` every membership) of the person
-    lies within `roots`, and the person is not one of `protected` (the administrators of the whole tree)."""
-    post, post_unit = aliased(Membership), aliased(Unit)
-    post_outside: Any = false()
+    """SQL condition on the user id `who`: every admin grant and send grant (and with `posts` every membership)
+    of the person lies within `roots`, and the person is not one of `protected` (the administrators of the whole
+    tree)."""
+    # a sending right beyond the subtrees counts like an admin grant there: its holder is no newcomer to take in
+    outside = [_beyond(AdminGrant, "principal", who, roots), _beyond(SendGrant, "principal", who, roots)]
     if posts:
-        post_outside = exists().where(
-            col(post.user_id) == who, col(post.unit_id) == col(post_unit.id), ~covered(post_unit.path, roots)
-        )
-    grant, grant_unit = aliased(AdminGrant), aliased(Unit)
-    grant_outside = exists().where(
-        col(grant.principal) == who, col(grant.unit_id) == col(grant_unit.id), ~covered(grant_unit.path, roots)
-    )
+        outside.append(_beyond(Membership, "user_id", who, roots))
     not_protected = who.not_in(list(protected)) if protected else true()
-    return and_(not_protected, ~post_outside, ~grant_outside)
+    return and_(not_protected, *(~o for o in outside))
 
 
 async def may_take_in(
     s: AsyncSession, *, roots: Collection[str], protected: Collection[str], user_id: str, posts: bool = True
 ) -> bool:
     """Whether a person may be placed within `roots`: one administered there already, or one with no post and
-    no grant anywhere (someone new to the directory). Without `posts`, only their administrative rights count."""
+    no grant anywhere (someone new to the directory). Without `posts`, only their admin and send grants count."""
     stmt = select(literal(1)).where(reached(literal(user_id), roots, protected, posts=posts))
     return (await s.exec(stmt)).first() is not None
 
@@ -70,8 +72,8 @@ async def administered(
     after: str | None = None,
     limit: int | None = None,
 ) -> list[str]:
-    """Ids of the people administered within `roots` (at least one post there, none and no grant beyond),
-    in id order; among `user_ids` when given, after `after` and at most `limit` of them when given."""
+    """Ids of the people administered within `roots` (at least one post there; no post, admin grant or send
+    grant beyond), in id order; among `user_ids` when given, after `after` and at most `limit` of them when given."""
     if not roots:
         return []
     unit = aliased(Unit)
