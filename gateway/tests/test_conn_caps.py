@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tongban_gateway.caps import client_key
+from tongban_gateway.caps import MAX_LINGERING, client_key
 from tongban_kit.natsserver import free_port
 
 from .conftest import PREFIX, Gateway, ThreadServer
@@ -25,6 +26,10 @@ Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 async def connect_from(source: str, port: int) -> Conn:
     """A raw connection from `source` to the gateway's port."""
     return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0), limit=1 << 20)
+
+
+def open_files(gw: Gateway) -> int:
+    return len(os.listdir(f"/proc/{gw.proc.pid}/fd"))
 
 
 def port_of(gw: Gateway) -> int:
@@ -162,6 +167,27 @@ async def test_near_the_cap_new_connections_get_a_short_head_timeout(
         assert status_of(await request_from(OTHER, port)) == 200  # a prompt client is served all the same
     finally:
         close_all(calm + late)
+
+
+async def test_a_flood_of_refused_connections_does_not_use_up_the_files(
+    start_gateway: Callable[..., Gateway], upstream: ThreadServer
+) -> None:
+    ops = free_port()
+    gw = start_gateway(
+        {"org": [upstream.url]}, ROUTES, max_connections_per_client="1", management_port=str(ops), rate_limits="false"
+    )
+    port = port_of(gw)
+    before = open_files(gw)
+    flood: list[Conn] = []
+    try:
+        for _ in range(12):  # 1200 connections, refused but for one, as fast as they can be made
+            flood += await asyncio.gather(*(connect_from(ATTACKER, port) for _ in range(100)))
+        held = open_files(gw) - before  # each refused one lingers (2 s) only while few do
+        assert held <= MAX_LINGERING + 50, held
+        ready = await request_from(OTHER, ops, "/readyz")
+        assert status_of(ready) == 200, ready[:300]
+    finally:
+        close_all(flood)
 
 
 def test_an_ipv6_host_is_counted_by_its_64() -> None:

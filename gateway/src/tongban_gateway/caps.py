@@ -15,6 +15,9 @@ from tongban_gateway.config import Settings
 
 #: share of `max_connections` open past which the gateway is busy (new heads get the short timeout)
 BUSY_SHARE = 0.9
+#: refused connections kept open at once for their answer to be read; past it, refused ones are reset at once so
+#: that a flood of refusals cannot use up the process's files (the management port needs one per probe)
+MAX_LINGERING = 512
 #: refusal reason → problem detail
 REFUSALS = {
     "too_many_connections": "the gateway holds as many connections as it may; try again shortly",
@@ -52,6 +55,7 @@ class ConnectionCaps:
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.total = 0
         self.by_client: dict[str | int, int] = {}
+        self.lingering = 0  # refused connections waiting for their answer to be read
 
     @property
     def busy(self) -> bool:

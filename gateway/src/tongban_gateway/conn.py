@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from tongban_gateway.caps import REFUSALS, ConnectionCaps, Hold
+from tongban_gateway.caps import MAX_LINGERING, REFUSALS, ConnectionCaps, Hold
 from tongban_gateway.config import Settings
 from tongban_gateway.metrics import GatewayMetrics
 from tongban_kit.problems import PROBLEM_JSON, problem_body
@@ -256,7 +256,16 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         if self.transport.can_write_eof():
             self.transport.write_eof()  # the client reads the answer, then EOF
-        self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+        if self.caps.lingering >= MAX_LINGERING:
+            self.transport.abort()  # a flood of refusals: no file is kept for an answer, or the process runs out
+            return
+        self.caps.lingering += 1
+        self.loop.call_later(LINGER_SECONDS, self._linger_over)
+
+    def _linger_over(self) -> None:
+        """End a refused connection's linger."""
+        self.caps.lingering -= 1
+        self.transport.abort()
 
     def _count(self, reason: str) -> None:
         if self.metrics is not None:
