@@ -47,6 +47,10 @@ class TrustedProxies:
         """True when `address` lies in a trusted network."""
         return address is not None and any(address in net for net in self.networks)
 
+    def trusts_peer(self, host: str) -> bool:
+        """True when a connection's peer address `host` lies in a trusted network."""
+        return bool(self.networks) and self.trusts(_parse(host))
+
     def client(self, peer: str, forwarded_for: Iterable[bytes]) -> str:
         """The client of a request from `peer` carrying these X-Forwarded-For values.
 

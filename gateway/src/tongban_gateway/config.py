@@ -58,8 +58,15 @@ class Settings(ServiceSettings):
     max_header_line_bytes: int = Field(8192, ge=256)
     #: largest request head (request line and every header): 431 beyond
     max_header_bytes: int = Field(32768, ge=1024)
-    #: open client connections per gateway process; more are answered 503 and closed
+    #: open client connections per gateway process; more are answered 503 and closed. The management port's
+    #: connections are neither counted nor refused
     max_connections: int = Field(10_000, ge=1)
+    #: open connections per client address (the TCP peer; IPv6 by /64), after nginx's `limit_conn`: more are
+    #: answered 503, so one host cannot hold the whole cap. Trusted proxies are exempt (they carry many clients)
+    max_connections_per_client: int = Field(256, ge=1)
+    #: seconds a connection made while over 90 % of `max_connections` are open may take for a head: near the
+    #: cap, idle and slow clients give their place up first
+    busy_header_timeout_seconds: float = Field(5.0, gt=0)
     #: addresses or networks (CIDR) of proxies in front of the gateway whose X-Forwarded-For is believed;
     #: empty: the client is the connection's peer and any X-Forwarded-For it sends is ignored
     trusted_proxies: list[str] = Field(default_factory=list)

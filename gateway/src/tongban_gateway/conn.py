@@ -1,9 +1,10 @@
-"""Client connections: header, body, idle and send timeouts, head size limits and a connection cap (after nginx).
+"""Client connections: header, body, idle and send timeouts, head size limits and connection caps (after nginx).
 
 uvicorn's httptools protocol times out idle keep-alive connections only: a client that connects and sends
 nothing, or sends a head or a body byte by byte, holds its connection forever, and httptools buffers a header of
 any size. This protocol enforces what nginx does by default (`client_header_timeout`, `client_body_timeout`,
-`send_timeout`, `large_client_header_buffers`) and answers refusals with problem+json before closing.
+`send_timeout`, `large_client_header_buffers`, `limit_conn` as `caps` decides) and answers refusals with
+problem+json before closing.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from tongban_gateway.caps import MAX_LINGERING, REFUSALS, ConnectionCaps, Hold
 from tongban_gateway.config import Settings
 from tongban_gateway.metrics import GatewayMetrics
 from tongban_kit.problems import PROBLEM_JSON, problem_body
 
 #: seconds a refused connection still reads (and discards) so the client sees the answer rather than a reset
 LINGER_SECONDS = 2.0
-#: Retry-After of the 503 when the process holds `max_connections` already
+#: Retry-After of the 503 when a connection cap is reached
 BUSY_RETRY_SECONDS = 1
 
 
@@ -31,24 +33,24 @@ class Limits:
     """What one client connection may take."""
 
     header_timeout: float
+    busy_header_timeout: float  # for new heads while the process's connection cap is near
     body_timeout: float
     send_timeout: float
     max_request_line: int
     max_header_line: int
     max_head: int
-    max_connections: int
 
     @classmethod
     def of(cls, s: Settings) -> Limits:
         """The limits the gateway's settings give."""
         return cls(
             s.header_timeout_seconds,
+            min(s.busy_header_timeout_seconds, s.header_timeout_seconds),
             s.body_timeout_seconds,
             s.send_timeout_seconds,
             s.max_request_line_bytes,
             s.max_header_line_bytes,
             s.max_header_bytes,
-            s.max_connections,
         )
 
 
@@ -68,6 +70,7 @@ class GuardedProtocol(HttpToolsProtocol):
     """
 
     limits: ClassVar[Limits]
+    caps: ClassVar[ConnectionCaps]
     metrics: ClassVar[GatewayMetrics | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -81,18 +84,18 @@ class GuardedProtocol(HttpToolsProtocol):
         self._timer_at = 0.0
         self._send_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._hold: Hold | None = None  # its place under the caps (none: management port, or given back)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            self._refuse(
-                503,
-                "too_many_connections",
-                "the gateway holds as many connections as it may; try again shortly",
-                retry_after=BUSY_RETRY_SECONDS,
-            )
+        admitted = self.caps.admit(
+            local_port=self.server[1] if self.server else None, peer=self.client[0] if self.client else None
+        )
+        if isinstance(admitted, str):
+            self._refuse(503, admitted, REFUSALS[admitted], retry_after=BUSY_RETRY_SECONDS)
             return
-        self._expect(self.limits.header_timeout, body=False)  # a client that connects and says nothing
+        self._hold = admitted
+        self._expect(self._head_timeout(), body=False)  # a client that connects and says nothing
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self._timer, self._send_timer):
@@ -100,7 +103,19 @@ class GuardedProtocol(HttpToolsProtocol):
                 timer.cancel()
         self._timer = self._send_timer = None
         self._deadline = None
+        self._release()
         super().connection_lost(exc)
+
+    def _release(self) -> None:
+        """Give the connection's place under the caps back (once)."""
+        if self._hold is not None:
+            self.caps.release(self._hold)
+            self._hold = None
+
+    def _head_timeout(self) -> float:
+        """Short for public connections while the cap is near: idle and slow clients give way first."""
+        busy = self._hold is not None and self.caps.busy
+        return self.limits.busy_header_timeout if busy else self.limits.header_timeout
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -108,7 +123,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._in_head:
             if self._deadline is None:
-                self._expect(self.limits.header_timeout, body=False)
+                self._expect(self._head_timeout(), body=False)
             room = self.limits.max_head - self._head_bytes
             if len(data) > room:
                 heads = self._heads
@@ -130,6 +145,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
+                self._release()  # the connection moves to another protocol: this one hears no connection_lost
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -230,6 +246,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """Answer `status` (unless an answer is under way), stop parsing, close after a short linger."""
         self._refused = True
         self._deadline = None
+        self._release()  # answered and closing: its short linger must not keep a new client out
         self._count(reason)
         cycle = self.cycle
         if cycle is None or not cycle.response_started or cycle.response_complete:
@@ -239,7 +256,16 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         if self.transport.can_write_eof():
             self.transport.write_eof()  # the client reads the answer, then EOF
-        self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+        if self.caps.lingering >= MAX_LINGERING:
+            self.transport.abort()  # a flood of refusals: no file is kept for an answer, or the process runs out
+            return
+        self.caps.lingering += 1
+        self.loop.call_later(LINGER_SECONDS, self._linger_over)
+
+    def _linger_over(self) -> None:
+        """End a refused connection's linger."""
+        self.caps.lingering -= 1
+        self.transport.abort()
 
     def _count(self, reason: str) -> None:
         if self.metrics is not None:
@@ -261,4 +287,5 @@ def _answer(status: int, reason: str, detail: str, retry_after: int | None) -> b
 
 def guarded_protocol(settings: Settings, metrics: GatewayMetrics | None = None) -> type[GuardedProtocol]:
     """The protocol class for uvicorn (`http=`), bound to these settings."""
-    return type("GatewayHttpProtocol", (GuardedProtocol,), {"limits": Limits.of(settings), "metrics": metrics})
+    bound = {"limits": Limits.of(settings), "caps": ConnectionCaps(settings), "metrics": metrics}
+    return type("GatewayHttpProtocol", (GuardedProtocol,), bound)
