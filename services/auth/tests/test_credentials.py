@@ -150,11 +150,75 @@ async def test_throttled_attempts_are_refused_without_checking(
 
 async def test_unknown_login_names_are_throttled_like_accounts(db: Database, directory: DirectoryStack) -> None:
     name = "nobody" + uuid.uuid4().hex[:6]
-    for _ in range(4):
-        await login(db, directory, name, ip="198.51.100.77")
+    _, known = await account(db, directory)
+    for who in (name, known):
+        for _ in range(4):
+            await login(db, directory, who, "Wrong-Password-1", ip="198.51.100.77")
     assert (await login(db, directory, name.upper(), ip="198.51.100.77")).error_key == "login.error.throttled"
-    # per address, as for an account: another address is not told the name was hammered
-    assert (await login(db, directory, name, ip="198.51.100.78")).error_key == "login.error.invalid"
+    # from another address too (the name or account is hammered), and the same answer whether an account has it
+    elsewhere = [await login(db, directory, who, ip="198.51.100.78") for who in (name, known)]
+    assert [(r.ok, r.error_key) for r in elsewhere] == [(False, "login.error.throttled")] * 2
+    assert all(1 <= (r.retry_after or 0) <= 2 for r in elsewhere)
+
+
+def fresh_ip() -> str:
+    """An address of its own for a test (the PostgreSQL database is shared by the module's tests)."""
+    n = uuid.uuid4().int
+    return f"2001:db8:{n % 65536:x}:{(n >> 16) % 65536:x}::{(n >> 32) % 65536:x}"
+
+
+async def spy_checks(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The stored hashes that every password check is made against from now on (None: a check without one)."""
+    checked: list[str | None] = []
+    real = passwords.verify_password
+
+    async def spy(stored: str | None, password: str) -> bool:
+        checked.append(stored)
+        return await real(stored, password)
+
+    monkeypatch.setattr(passwords, "verify_password", spy)
+    return checked
+
+
+async def test_a_spray_from_one_address_is_refused_past_its_limit(
+    db: Database, directory: DirectoryStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    victim_id, victim = await account(db, directory)  # no second factor
+    _, guarded = await account(db, directory, mobile="13000000001")
+    network = fresh_ip().rsplit(":", 1)[0]
+    free = throttle.free_failures("ip:x", SETTINGS)
+    for n in range(free + 1):  # one password across many names, a new address of the same /64 each time
+        assert not (await login(db, directory, f"nobody-{n}-{uuid.uuid4().hex[:6]}", ip=f"{network}:{n + 1:x}")).ok
+    checked = await spy_checks(monkeypatch)
+    hit = await login(db, directory, victim, ip=f"{network}:ffff")
+    unknown = await login(db, directory, "nobody" + uuid.uuid4().hex[:6], ip=f"{network}:fffe")
+    assert checked == [None, None]  # the victim's password was never checked
+    # an account with a second factor: its right password is checked and must pass that factor ...
+    owner = await login(db, directory, guarded, ip=f"{network}:fffc")
+    assert owner.ok and owner.step_up
+    # ... and a wrong one gets the same refusal as the rest
+    wrong = await login(db, directory, guarded, "Wrong-Password-1", ip=f"{network}:fffd")
+    for refused in (hit, unknown, wrong):
+        assert (refused.ok, refused.error_key) == (False, "login.error.throttled") and (refused.retry_after or 0) >= 1
+    assert any(e["reason"] == "throttled" and e["user_id"] == victim_id for e in await failures(db))
+
+
+async def test_guessing_an_account_from_many_addresses_is_refused_past_its_limit(
+    db: Database, directory: DirectoryStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, victim = await account(db, directory)  # no second factor
+    _, guarded = await account(db, directory, email="guarded@example.com")
+    for who in (victim, guarded):
+        for _ in range(throttle.free_failures("acct:x", SETTINGS) + 1):  # each guess from a new address
+            assert not (await login(db, directory, who, "Wrong-Password-1", ip=fresh_ip())).ok
+    checked = await spy_checks(monkeypatch)
+    hit = await login(db, directory, victim, ip="192.0.2.201")
+    assert (hit.ok, hit.error_key) == (False, "login.error.throttled") and checked == [None]
+    assert (await login(db, directory, guarded, "Wrong-Password-1", ip="192.0.2.202")).error_key == (
+        "login.error.throttled"
+    )
+    owner = await login(db, directory, guarded, ip="192.0.2.203")
+    assert owner.ok and owner.step_up
 
 
 async def test_second_factors_and_password_hygiene_in_the_result(db: Database, directory: DirectoryStack) -> None:

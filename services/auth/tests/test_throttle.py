@@ -46,8 +46,29 @@ def test_the_keys_of_a_password_attempt() -> None:
     gate = throttle.password_gate(own=own, ip="10.0.0.1", client_id="demo-app")
     assert gate.hard == ["pair:acct:u1@10.0.0.1"]
     assert gate.soft == ["acct:u1", "ip:10.0.0.1", "client:demo-app"] and gate.count == gate.hard + gate.soft
+    # a refused attempt counts on the attacker's own keys only: never the account or the app of others
+    assert gate.refused == ["pair:acct:u1@10.0.0.1", "ip:10.0.0.1"]
     trusted = throttle.password_gate(own=own, ip="10.0.0.1", client_id="demo-app", devices=["d1"])
     assert trusted.hard == ["dev:d1"] and trusted.soft == []
+
+
+@pytest.mark.parametrize(
+    ("ip", "counted_as"),
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:0:0:0:77", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("198.51.100.7", "198.51.100.7"),
+        (None, "-"),
+    ],
+)
+def test_an_ipv6_client_counts_by_its_64(ip: str | None, counted_as: str) -> None:
+    gate = throttle.password_gate(own=[throttle.account_key("u1")], ip=ip, client_id=None)
+    assert gate.hard == [f"pair:acct:u1@{counted_as}"]
+    if ip:
+        assert gate.soft == ["acct:u1", f"ip:{counted_as}"]
 
 
 async def test_a_pair_has_no_free_failures_at_a_hammered_address(db: Database) -> None:

@@ -60,7 +60,7 @@ class LoginResult:
     error_key: str | None = None
     retry_after: int | None = None
     #: the password is right, but others have been failing on this account, address or app and this browser has
-    #: no device cookie for the account: a second factor must confirm it is the owner (when the account has one)
+    #: no device cookie for the account: the account's second factor must confirm it is the owner
     step_up: bool = False
 
 
@@ -216,6 +216,13 @@ async def _mfa_gate(
     return keys, refused
 
 
+def _has_second_factor(account: UserPublic, cred: Credential | None, *, otp_channels: bool) -> bool:
+    """Whether an account has a second factor to pass now: a TOTP app, or a mobile or email for one-time codes."""
+    if mfa_methods(cred):
+        return True
+    return otp_channels and account.status == Status.active and bool(account.mobile or account.email)
+
+
 def mfa_methods(cred: Credential | None) -> list[str]:
     """Second factors an account has enrolled (a TOTP app, and recovery codes while any are left)."""
     if cred is None or cred.totp_confirmed_at is None:
@@ -236,12 +243,14 @@ async def authenticate_password(
     ip: str | None,
     client_id: str | None,
     device_cookie: str | None = None,
+    otp_channels: bool = True,
 ) -> LoginResult:
     """Check a login name and password: throttled, constant-time for unknown accounts, failures recorded.
 
     A disabled account is reported only after its password was right, so the answer tells nothing about accounts
     to someone without the password. The success event is written by whoever starts the session. The browser's
-    `device_cookie` decides which throttle keys apply (`throttle.password_gate`).
+    `device_cookie` decides which throttle keys apply (`throttle.password_gate`); `otp_channels` says whether
+    one-time codes can be sent (else a mobile or email is no second factor).
     """
     db = _db(rt_or_db)
     name = login.strip()
@@ -271,6 +280,10 @@ async def authenticate_password(
         )
         return LoginResult(False, error_key="login.error.throttled", retry_after=wait)
     contested = bool(gate.soft) and await _blocked(db, gate.soft) > 0
+    if contested:
+        # past the account's, the address's or the app's limit a password alone signs nobody in: only accounts
+        # with a second factor are checked, and every other answer is the same refusal (known account or not)
+        with_password = [a for a in with_password if _has_second_factor(a, creds.get(a.id), otp_channels=otp_channels)]
     matched: UserPublic | None = None
     if not with_password:
         await passwords.verify_password(None, password)  # the same cost as a real check
@@ -278,6 +291,22 @@ async def authenticate_password(
         if await passwords.verify_password(creds[account.id].password_hash, password):
             matched = account
             break
+    if matched is None and contested:
+        await _failed(
+            db,
+            settings,
+            # a wrong password counts everywhere; an unchecked one on this address alone, so its refusals cannot
+            # delay the account for others, and an attempt counts the same on this address whatever the account
+            count=gate.count if with_password else gate.refused,
+            user_id=first_id,
+            method="pwd",
+            reason="bad_credentials" if with_password else "throttled",
+            login=name,
+            ip=ip,
+            client_id=client_id,
+        )
+        wait = await _blocked(db, gate.count)
+        return LoginResult(False, error_key="login.error.throttled", retry_after=max(wait, 1))
     if matched is None:
         reason = "bad_credentials" if with_password else "no_password" if accounts else "unknown_account"
         await _failed(

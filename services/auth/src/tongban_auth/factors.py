@@ -55,6 +55,7 @@ async def authenticate_password(
         ip=ip,
         client_id=client_id,
         device_cookie=device_cookie,
+        otp_channels=b.deliverer is not None,
     )
 
 

@@ -1,14 +1,17 @@
 """Brute-force protection shared by every replica: failure counters in `auth_throttle`, progressive delays.
 
 The attacker pays, the owner does not. A password attempt has *hard* keys, which refuse it unchecked while they
-are delayed, and *soft* keys, which only ask a right password for a step-up (`password_gate`):
+are delayed, and *soft* keys (`password_gate`):
 - from a browser without a device cookie for the account (`tongban_auth.devices`) the hard key is the pair of
   account and client address, `pair:acct:<user id>@<address>` (`pair:login:<name>@…` for a name no account has):
   what this address did to this account. The account across addresses (`acct:`/`login:`), the address across
-  accounts (`ip:`) and the app (`client:`) are soft: when others hammer them, a right password gets a second
-  factor to pass instead of a refusal, so nobody elsewhere can lock the owner out;
+  accounts (`ip:`) and the app (`client:`) are soft: while one of them is delayed, only an account with a second
+  factor has its password checked, and a right one must pass that factor; every other attempt is refused. So a
+  guesser gets no password checked past those limits, and the owner of an account with a second factor is not
+  locked out by them;
 - from a browser with a device cookie for the account (it signed in there before), the only key is the device's
   own `dev:<device id>`; a device past its free failures is treated as untrusted until its delay ends.
+An IPv6 client counts by its /64 network (`address`): one host is usually given a whole /64 to rotate through.
 Second-factor checks count on `mfa:<user id>` (hard, apart, so a right password cannot reset it) and on the
 address and app. After the free failures of a key, each further failure delays it for
 `min(2 ** (failures - free), max_delay)` seconds. Shared keys are looser: an office NAT puts many people behind
@@ -22,6 +25,7 @@ on PostgreSQL and SQLite alike, so concurrent failures are all counted.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,6 +49,21 @@ _MAX_EXPONENT = 30
 _TABLE: Any = Throttle.__table__  # type: ignore[attr-defined]
 
 
+def address(ip: str | None) -> str:
+    """The throttled unit of a client address: an IPv4 address, or the /64 network of an IPv6 one."""
+    if not ip:
+        return "-"
+    try:
+        parsed = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip[:45]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
 def account_key(user_id: str) -> str:
     """The key of an account's password checks from every address."""
     return f"acct:{user_id}"
@@ -52,7 +71,7 @@ def account_key(user_id: str) -> str:
 
 def pair_key(own: str, ip: str | None) -> str:
     """The key of an account's (or unknown login name's) password checks from one client address."""
-    return f"pair:{own[:150]}@{(ip or '-')[:45]}"
+    return f"pair:{own[:150]}@{address(ip)}"
 
 
 def device_key(device_id: str) -> str:
@@ -74,7 +93,7 @@ def keys_for(*, ip: str | None = None, client_id: str | None = None, own: Iterab
     """The keys of one attempt: its own (`acct:`, `mfa:` or `login:`) plus the address and client, when known."""
     keys = list(own)
     if ip:
-        keys.append(f"ip:{ip[:190]}")
+        keys.append(f"ip:{address(ip)}")
     if client_id:
         keys.append(f"client:{client_id[:190]}")
     return keys
@@ -82,8 +101,9 @@ def keys_for(*, ip: str | None = None, client_id: str | None = None, own: Iterab
 
 @dataclass(frozen=True)
 class Gate:
-    """The keys of one password attempt: `hard` refuse it unchecked while delayed, `soft` only make a right
-    password take a step-up while delayed; a failure counts on both."""
+    """The keys of one password attempt: `hard` refuse it unchecked while delayed; while a `soft` one is delayed
+    only an account with a second factor is checked (a right password then takes a step-up), any other attempt is
+    refused; a failure counts on both."""
 
     hard: list[str]
     soft: list[str] = field(default_factory=list)
@@ -92,6 +112,12 @@ class Gate:
     def count(self) -> list[str]:
         """Every key a failure of this attempt counts on."""
         return list(dict.fromkeys(self.hard + self.soft))
+
+    @property
+    def refused(self) -> list[str]:
+        """The keys a refused attempt counts on: the hard keys and the address (the attacker's own), never the
+        account or the app, so that refusals cannot push delays onto others."""
+        return list(dict.fromkeys(self.hard + [k for k in self.soft if k.startswith("ip:")]))
 
 
 def password_gate(*, own: Iterable[str], ip: str | None, client_id: str | None, devices: Iterable[str] = ()) -> Gate:

@@ -17,6 +17,7 @@ import pytest
 from sqlmodel import col, select
 
 from tongban_auth.models import Throttle
+from tongban_kit.demo import demo_user_id
 from tongban_kit.settings import forwarding_options
 from tongban_kit.testing.browser import Browser, Page
 from tongban_kit.testing.serve import serve
@@ -152,7 +153,7 @@ async def test_thirty_failures_from_an_address_do_not_block_other_accounts_there
         names = [f"nobody-{uuid.uuid4().hex[:8]}" for _ in range(10 * stack.settings.throttle_free_failures + 3)]
         for name in names:
             page = await fail_when_free(sprayer, page, name)
-        await refused(sprayer, page, names[-1])  # the spray is slowed: at this address a name has no free failures
+        await refused(sprayer, page, names[-1])  # past the address's limit the spray is refused
 
         # a colleague behind the same address, never signed in here: the right password and a one-time code
         page = await fail_when_free(sprayer, page, f"nobody-{uuid.uuid4().hex[:8]}")
@@ -167,6 +168,72 @@ async def test_thirty_failures_from_an_address_do_not_block_other_accounts_there
         done = await login(known, await login_page(stack, rp, known, app), "hz-staff")
         assert isinstance(done, str), f"a known browser was refused: {done}"
         await finish(stack, known, app, done)
+
+
+async def owner_signs_in(stack: Stack, party: RelyingParty, b: Browser, user: str) -> None:
+    """The right password from a browser with a device cookie for the account: straight in, no second factor."""
+    app = App(stack, party)
+    done = await login(b, await login_page(stack, party, b, app), user)
+    assert isinstance(done, str) or (isinstance(done, Page) and has_form(done, "/oauth2/consent")), done
+    assert (await finish(stack, b, app, done))["access_token"]
+
+
+async def test_a_spray_from_one_address_is_refused_past_its_limit_even_for_a_right_password(
+    stack: Stack, rp: RelyingParty
+) -> None:
+    victim = "demo-enterprise"  # no second factor: no authenticator, no mobile, no email
+    network = "2001:db8:30:30"
+    (oc, owner), (sc, sprayer), (cc, colleague) = (
+        browser_at(rp, "203.0.113.90"),
+        browser_at(rp, f"{network}::1"),
+        browser_at(rp, f"{network}::c011"),
+    )
+    async with oc, sc, cc:
+        await owner_signs_in(stack, rp, owner, victim)
+        page = await login_page(stack, rp, sprayer)
+        for n in range(10 * stack.settings.throttle_free_failures + 1):
+            sc.headers["x-forwarded-for"] = f"{network}::{n + 100:x}"  # a new address of the /64 each time
+            page = await fail_when_free(sprayer, page, f"nobody-{uuid.uuid4().hex[:8]}")
+        page = await refused(sprayer, page, f"nobody-{uuid.uuid4().hex[:8]}")
+        # the right password of an account without a second factor: refused unchecked, like any other name
+        hit = await refused(sprayer, page, victim, PASSWORD)
+        other = await refused(sprayer, hit, f"nobody-{uuid.uuid4().hex[:8]}", PASSWORD)
+        assert hit.alerts and re.sub(r"\d+", "N", str(hit.alerts)) == re.sub(r"\d+", "N", str(other.alerts))
+        assert await throttle_keys(stack, f"ip:{network}::/64") and not await throttle_keys(stack, f"{network}::1")
+
+        # the owner's browser, which signed in before: straight in, while the spray goes on
+        await owner_signs_in(stack, rp, owner, victim)
+        # an account with a second factor, from the sprayed /64: the right password and a one-time code
+        await fail_when_free(sprayer, page, f"nobody-{uuid.uuid4().hex[:8]}")
+        app = App(stack, rp)
+        page_or = await login(colleague, await login_page(stack, rp, colleague, app), "sw-staff")
+        assert isinstance(page_or, Page) and has_form(page_or, "/oauth2/mfa"), page_or
+        assert (await finish(stack, colleague, app, await step_up(stack, colleague, page_or)))["access_token"]
+
+
+async def test_guessing_an_account_from_many_addresses_is_refused_past_its_limit(
+    stack: Stack, rp: RelyingParty
+) -> None:
+    victim = "demo-enterprise"  # no second factor
+    network = "2001:db8:41:41"
+    addresses = ["198.51.100.141", "198.51.100.142", f"{network}::1", f"{network}::2", f"{network}::3"]
+    oc, owner = browser_at(rp, "203.0.113.91")
+    async with oc:
+        await owner_signs_in(stack, rp, owner, victim)
+        for n, address in enumerate(addresses):  # 3 free failures, then delays of 2 s and 4 s
+            client, b = browser_at(rp, address)
+            async with client:
+                page = await fail_when_free(b, await login_page(stack, rp, b), victim)
+                assert page.status == 401, n
+        for address in (f"{network}::4", "198.51.100.143", "2001:db8:41:42::1"):
+            # a browser without a device cookie, wherever it is: the right password is refused unchecked
+            client, b = browser_at(rp, address)
+            async with client:
+                await refused(b, await login_page(stack, rp, b), victim, PASSWORD)
+        # the owner's browser: straight in, during the attack
+        await owner_signs_in(stack, rp, owner, victim)
+    pairs = await throttle_keys(stack, "pair:acct:")
+    assert {k for k in pairs if network in k} == {f"pair:acct:{demo_user_id(victim)}@{network}::/64"}
 
 
 async def test_forwarded_for_counts_only_from_a_trusted_proxy(stack: Stack, rp: RelyingParty) -> None:

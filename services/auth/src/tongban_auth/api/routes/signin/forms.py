@@ -61,12 +61,17 @@ async def login(request: Request, s: SessionDep, settings: SettingsDep) -> Respo
         if methods:
             it.pending_user, it.pending_amr, it.mfa_methods = result.user_id, ["pwd"], methods
             return await f.render_step(flow.Show("mfa", it), step_up=result.step_up)
+        if result.step_up:
+            # its second factor went away meanwhile (or cannot be reached): refused like any unconfirmed password
+            it.login_done = False
+            return await f.render_step(
+                step, error="login.error.throttled", status=429, login_hint=login_name, retry_after=5
+            )
         if wants:
             # the app wants a second factor this person has none of: signed in with the password (so the account
             # page can set one up at once), and the app is told
             await _start_session(f, result.user_id, ["pwd"], settings.acr_password, req.client_id if req else None)
             return f.no_second_factor(it)
-        # a step-up without any second factor: the delays of this address's own failures were the only check
     await _start_session(f, result.user_id, ["pwd"], settings.acr_password, req.client_id if req else None)
     return await f.advance(it)
 
