@@ -44,9 +44,11 @@ format: venv
 typecheck: venv
 	$(BIN)/mypy $(SRC)
 
-# exit code 5 means "no tests collected"; anything else non-zero fails
+# exit code 5 means "no tests collected"; anything else non-zero fails. Test files are spread over
+# PYTEST_WORKERS processes (pytest-xdist; each file stays in one, so its module fixtures start once)
+PYTEST_WORKERS ?= 2
 pytest: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || test $$? -eq 5
 
 contracts: venv ## regenerate contracts/ from the code
 	$(BIN)/python -m tongban_kit.contracts write
