@@ -33,10 +33,12 @@ from tongban_user.contract import (
     Contact,
     ContactsReply,
     ContactsRequest,
+    Kind,
     LookupReply,
     LookupRequest,
+    Status,
+    UserPublic,
 )
-from tongban_user.models import Kind, Status, UserPublic
 
 log = logging.getLogger(__name__)
 

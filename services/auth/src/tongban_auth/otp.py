@@ -30,8 +30,7 @@ from tongban_kit.ids import new_id
 from tongban_kit.outbox import utcnow
 from tongban_kit.rpc import RpcClient, RpcError
 from tongban_kit.secrets import derive_key
-from tongban_message.contract import RPC_SEND, SendRequest
-from tongban_message.models import MessagePublic, Recipients
+from tongban_message.contract import RPC_SEND, MessagePublic, Recipients, SendRequest
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,9 @@ from tongban_kit.app import ServiceContract
 from tongban_kit.events import EventSpec
 from tongban_kit.nats import StreamSpec
 from tongban_kit.rpc import RpcSpec
-from tongban_message.models import MessageCreate, MessagePublic
+from tongban_message.models import MessageCreate
+from tongban_message.models import MessagePublic as MessagePublic
+from tongban_message.models import Recipients as Recipients  # read by senders over RPC
 
 VERSION = "0.1.0"
 

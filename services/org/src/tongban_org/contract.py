@@ -8,7 +8,9 @@ from tongban_kit.app import ServiceContract
 from tongban_kit.events import EventSpec
 from tongban_kit.nats import StreamSpec
 from tongban_kit.rpc import RpcSpec
-from tongban_org.models import MembershipPublic, SendGrantPublic, UnitPublic
+from tongban_org.models import MembershipPublic, SendGrantPublic
+from tongban_org.models import UnitPublic as UnitPublic
+from tongban_org.models import UnitStatus as UnitStatus  # read by consumers of UnitPublic
 
 VERSION = "0.1.0"
 

@@ -8,7 +8,11 @@ from tongban_kit.app import ServiceContract
 from tongban_kit.events import EventSpec
 from tongban_kit.nats import StreamSpec
 from tongban_kit.rpc import RpcSpec
-from tongban_user.models import Kind, Status, UserPublic
+
+# the public models other services read: exported here, the one module of this service they may import
+from tongban_user.models import Kind as Kind
+from tongban_user.models import Status as Status
+from tongban_user.models import UserPublic as UserPublic
 
 VERSION = "0.1.0"
 

@@ -14,9 +14,10 @@ from tongban_org.contract import (
     GetUnitsRequest,
     ListMembersRequest,
     MembersReply,
+    UnitPublic,
     UnitsReply,
+    UnitStatus,
 )
-from tongban_org.models import UnitPublic, UnitStatus
 from tongban_user.access import _org
 from tongban_user.api.deps import CallerDep, SettingsDep
 from tongban_user.scim.errors import ScimError, ScimJSONResponse, ScimRoute
