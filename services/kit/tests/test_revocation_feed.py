@@ -169,25 +169,31 @@ async def _busy_loop(until: float) -> None:
         time.sleep(rng.uniform(0.02, 0.2))  # noqa: ASYNC251 - holding the loop is the point
 
 
-async def _feed_consumers(bus: Bus) -> list[str]:
+async def _feed_consumers(bus: Bus, *, besides: frozenset[str] = frozenset()) -> list[str]:
+    """The revocation consumers on the run's auth stream, leaving out `besides`: those that were there before the
+    feed under test started (other services of the run follow revocations too, and a stopped feed's consumer
+    lingers until the server removes it as inactive)."""
     stream = bus.stream_name(AUTH_STREAM.name)
-    return sorted(i.name for i in await bus.js.consumers_info(stream) if i.name.startswith("revocations_"))
+    names = {i.name for i in await bus.js.consumers_info(stream) if i.name.startswith("revocations_")}
+    return sorted(names - besides)
 
 
 async def test_a_busy_quiet_feed_keeps_its_one_consumer(bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
     revocations = RevocationList()
     # short polls: many poll deadlines fall while the loop is held, which is when nats-py's fetch may raise the
     # builtin TimeoutError (str() empty) that the feed took for a failure and restarted on
+    others = frozenset(await _feed_consumers(bus))
     feed = RevocationFeed(bus, revocations, replay_seconds=0.1, poll_seconds=0.25)
     assert await feed.start(wait=5)
     try:
-        before = await _feed_consumers(bus)
+        before = await _feed_consumers(bus, besides=others)
         assert len(before) == 1
         with caplog.at_level(logging.INFO, logger="tongban_kit.revocations"):
             await _busy_loop(asyncio.get_running_loop().time() + 12)  # ~50 short polls
         restarts = [r.getMessage() for r in caplog.records if "restarts" in r.getMessage()]
         assert restarts == [], "nothing failed, so nothing restarts"
-        assert await _feed_consumers(bus) == before, "the same consumer all along"
+        assert await _feed_consumers(bus, besides=others) == before, "the same consumer all along"
+        assert feed.consumers_created == 1
         await publish_event(bus, revoked_event(jti="after-quiet"))
         await eventually(lambda: _true(revocations.is_revoked("after-quiet")), timeout=5, what="still following")
     finally:
@@ -204,6 +210,7 @@ async def test_a_revocation_during_a_reconnect_is_enforced_in_seconds(bus: Bus, 
     verifier = TokenVerifier(
         JwksSource.from_jwks(issuer.jwks), issuer=issuer.issuer, audience="tongban-api", revocations=revocations
     )
+    others = frozenset(await _feed_consumers(bus))
     feed = RevocationFeed(cut_off, revocations, replay_seconds=0.1, poll_seconds=5)  # a pull always waiting
     try:
         assert await feed.start(wait=5)
@@ -229,7 +236,8 @@ async def test_a_revocation_during_a_reconnect_is_enforced_in_seconds(bus: Bus, 
 
         await eventually(refused, timeout=RECONNECT_PROMISE_SECONDS, what="the revocation enforced")
         assert asyncio.get_running_loop().time() - reconnected < RECONNECT_PROMISE_SECONDS
-        assert len(await _feed_consumers(cut_off)) == 1, "the feed replaced its consumer, it did not add one"
+        mine = await _feed_consumers(cut_off, besides=others)
+        assert len(mine) == 1, "the feed replaced its consumer, it did not add one"
     finally:
         await feed.stop()
         await cut_off.close()
