@@ -192,8 +192,10 @@ async def test_a_busy_quiet_feed_keeps_its_one_consumer(bus: Bus, caplog: pytest
             await _busy_loop(asyncio.get_running_loop().time() + 12)  # ~50 short polls
         restarts = [r.getMessage() for r in caplog.records if "restarts" in r.getMessage()]
         assert restarts == [], "nothing failed, so nothing restarts"
-        assert await _feed_consumers(bus, besides=others) == before, "the same consumer all along"
-        assert feed.consumers_created == 1
+        # the same consumer all along: still there, and no other made by this feed (other feeds of the run may make
+        # theirs meanwhile, so the stream's list is not compared whole)
+        assert before[0] in await _feed_consumers(bus), "the same consumer all along"
+        assert feed.consumers_created == 1, "the same consumer all along"
         await publish_event(bus, revoked_event(jti="after-quiet"))
         await eventually(lambda: _true(revocations.is_revoked("after-quiet")), timeout=5, what="still following")
     finally:
