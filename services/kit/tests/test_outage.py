@@ -77,11 +77,11 @@ async def service(pg_server: PgServer, nats_url: str) -> AsyncIterator[Service]:
     async with db.engine.begin() as conn:
         await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=KIT_TABLES))
     await db.dispose()
-    host, port = setup.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
-    db_proxy = await TcpProxy(host, int(port)).start()
+    db_proxy, through_proxy = TcpProxy.to_database_url(setup)
+    await db_proxy.start()
     nats_proxy = await TcpProxy.to_url(nats_url).start()
     settings = ServiceSettings(
-        database_url=setup.replace(f"{host}:{port}", f"127.0.0.1:{db_proxy.port}"),
+        database_url=through_proxy,
         nats_url=nats_proxy.url("nats"),
         nats_namespace="outage" + secrets.token_hex(3),  # its RPC subject is no contract of the run's recorder
         log_json=False,

@@ -8,11 +8,13 @@ import socket
 
 
 class TcpProxy:
-    """Forwards a loopback port to `target`; `hold()` loses what is sent (a partition the peers have not noticed
-    yet), `cut()` drops every connection and refuses new ones, `restore()` undoes both."""
+    """Forwards a loopback port to `target` (a host and port, or a Unix socket when `unix_path` is given);
+    `hold()` loses what is sent (a partition the peers have not noticed yet), `cut()` drops every connection and
+    refuses new ones, `restore()` undoes both."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, unix_path: str | None = None) -> None:
         self.target = (target_host, target_port)
+        self.unix_path = unix_path
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port: int = sock.getsockname()[1]
@@ -30,6 +32,23 @@ class TcpProxy:
         parts = urlsplit(url)
         assert parts.hostname and parts.port, url
         return cls(parts.hostname, parts.port)
+
+    @classmethod
+    def to_database_url(cls, url: str) -> tuple[TcpProxy, str]:
+        """A proxy to a PostgreSQL server's URL (TCP, or a Unix socket folder given as `?host=/dir`, as an embedded
+        server has) and the same URL pointed at the proxy's loopback port."""
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        port = parsed.port or 5432
+        folder = parsed.query.get("host")
+        if isinstance(folder, str) and folder.startswith("/"):
+            proxy = cls("", port, unix_path=f"{folder}/.s.PGSQL.{port}")
+        else:
+            assert parsed.host, url
+            proxy = cls(parsed.host, port)
+        through = parsed.difference_update_query(["host"]).set(host="127.0.0.1", port=proxy.port)
+        return proxy, through.render_as_string(hide_password=False)
 
     def url(self, scheme: str) -> str:
         """This proxy's address as a URL of `scheme`."""
@@ -63,7 +82,10 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            if self.unix_path:
+                up_reader, up_writer = await asyncio.open_unix_connection(self.unix_path)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
             return
